@@ -1,0 +1,84 @@
+"""The ``spampot`` command."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import click
+
+from spampot import __version__
+from spampot.config import Config, ConfigError, load_config
+
+
+@click.group()
+@click.version_option(__version__, prog_name="spampot")
+def main() -> None:
+    """spampot: a honeypot sensor that captures spam sent through open relays and proxies."""
+
+
+def _load(config_path: Path | None, **overrides: object) -> Config:
+    try:
+        return load_config(config_path, **overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML configuration file (default: the built-in configuration).",
+)
+@click.option("--bind", multiple=True, help="Address to listen on; repeat for several.")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--workers", type=int, help="Worker processes sharing the ports (SO_REUSEPORT).")
+@click.option(
+    "--allow-partial-bind",
+    is_flag=True,
+    default=None,
+    help="Run on the ports that could be bound instead of refusing to start.",
+)
+def sensor(
+    config_path: Path | None,
+    bind: tuple[str, ...],
+    data_dir: Path | None,
+    workers: int | None,
+    allow_partial_bind: bool | None,
+) -> None:
+    """Run a sensor in the foreground until SIGTERM or Ctrl-C."""
+    from spampot.sensor.daemon import run_sensor
+
+    config = _load(
+        config_path,
+        sensor__bind=list(bind) or None,
+        sensor__data_dir=str(data_dir) if data_dir else None,
+        sensor__workers=workers,
+        sensor__allow_partial_bind=allow_partial_bind,
+    )
+    sys.exit(run_sensor(config))
+
+
+@main.command("config")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
+def show_config(config_path: Path | None) -> None:
+    """Print the configuration in force (the defaults, or a file merged over them) as TOML."""
+    config = _load(config_path)
+    for section in dataclasses.fields(config):
+        click.echo(f"[{section.name}]")
+        values = getattr(config, section.name)
+        for item in dataclasses.fields(values):
+            click.echo(f"{item.name} = {_toml(getattr(values, item.name))}")
+        click.echo()
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)

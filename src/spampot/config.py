@@ -1,0 +1,202 @@
+"""Configuration: one TOML file read into frozen dataclasses.
+
+Every key has a default, so an empty file (or none) is a working sensor with the ports of the
+paper's Table 1. Unknown keys are errors: a typo must not silently leave a default in force.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spampot.protocols.smtp import SmtpLimits, SmtpPersona
+
+# The paper's Table 1 (DESIGN.md "Default ports").
+TABLE1_SMTP = (25,)
+TABLE1_HTTP = (80, 81, 2282, 3128, 3332, 3382, 3802, 4480, 5490, 6588, 8000, 8080, 8090, 11120,
+               57123, 63809, 65506)  # fmt: skip
+TABLE1_SOCKS = (559, 1029, 1080, 1202, 1813, 1978, 1979, 2280, 2425, 3127, 3380, 3800, 4471,
+                4777, 4894, 5748, 6042, 7531, 9938, 10000, 10001, 10232, 11117, 15859, 19086,
+                24971, 24972, 24973, 30021, 30022, 35612, 38994, 40934, 41457, 57123,
+                63808)  # fmt: skip
+
+
+_PERSONA = SmtpPersona()
+_LIMITS = SmtpLimits()
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or holds a wrong key or value."""
+
+
+@dataclass(frozen=True, slots=True)
+class SensorSection:
+    name: str = ""  # "" = this machine's short host name
+    hostname: str = ""  # banner name on direct SMTP; "" = this machine's host name
+    data_dir: str = "/var/lib/spampot"
+    bind: tuple[str, ...] = ("0.0.0.0", "::")
+    allow_partial_bind: bool = False
+    workers: int = 1
+    listen_backlog: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSection:
+    software: str = _PERSONA.software
+    require_helo: bool = False
+    max_line: int = _LIMITS.max_line
+    max_message_size: int = _LIMITS.max_message_size
+    max_recipients: int = _LIMITS.max_recipients
+    max_messages: int = _LIMITS.max_messages
+    max_errors: int = _LIMITS.max_errors
+
+    @property
+    def persona(self) -> SmtpPersona:
+        return SmtpPersona(software=self.software)
+
+    @property
+    def limits(self) -> SmtpLimits:
+        return SmtpLimits(
+            max_line=self.max_line,
+            max_message_size=self.max_message_size,
+            max_recipients=self.max_recipients,
+            max_messages=self.max_messages,
+            max_errors=self.max_errors,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PortsSection:
+    smtp: tuple[int, ...] = TABLE1_SMTP
+    http: tuple[int, ...] = TABLE1_HTTP
+    socks: tuple[int, ...] = TABLE1_SOCKS
+    # Proxy listeners come with the proxy emulators; until then only SMTP ports listen.
+    proxies: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolSection:
+    compress_level: int = 6
+    fsync: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class EventsSection:
+    rotate_bytes: int = 64 * 1024 * 1024
+    flush_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    sensor: SensorSection = field(default_factory=SensorSection)
+    smtp: SmtpSection = field(default_factory=SmtpSection)
+    ports: PortsSection = field(default_factory=PortsSection)
+    spool: SpoolSection = field(default_factory=SpoolSection)
+    events: EventsSection = field(default_factory=EventsSection)
+
+    @property
+    def sensor_name(self) -> str:
+        return self.sensor.name or socket.gethostname().split(".", 1)[0]
+
+    @property
+    def smtp_hostname(self) -> str:
+        return self.sensor.hostname or socket.gethostname()
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.sensor.data_dir)
+
+    def listeners(self) -> list[tuple[int, str]]:
+        """(port, role) for every port that listens; role is "smtp" or "proxy"."""
+        roles = {port: "smtp" for port in self.ports.smtp}
+        if self.ports.proxies:
+            for port in (*self.ports.http, *self.ports.socks):
+                roles.setdefault(port, "proxy")
+        return sorted(roles.items())
+
+
+_SECTIONS: dict[str, type] = {
+    "sensor": SensorSection,
+    "smtp": SmtpSection,
+    "ports": PortsSection,
+    "spool": SpoolSection,
+    "events": EventsSection,
+}
+
+
+def _section(cls: type, name: str, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    defaults = cls()
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"[{name}] unknown key(s): {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        default = getattr(defaults, key)
+        kwargs[key] = _coerce(f"{name}.{key}", default, value)
+    return cls(**kwargs)
+
+
+def _coerce(where: str, default: Any, value: Any) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{where} must be a non-negative integer")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{where} must be a positive number")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list")
+        kind = type(default[0]) if default else str
+        items = tuple(_coerce(where + "[]", kind(), v) for v in value)
+        if kind is int and any(not 0 < p < 65536 for p in items):
+            raise ConfigError(f"{where} holds a port outside 1..65535")
+        return items
+    raise ConfigError(f"{where}: unsupported value")  # pragma: no cover - schema bug
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> Config:
+    """Read ``path`` (None = built-in defaults) and apply command-line overrides.
+
+    ``overrides`` are ``section__key=value`` pairs, e.g. ``sensor__data_dir="/tmp/x"``.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                raw = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, key = dotted.split("__", 1)
+        raw.setdefault(section, {})[key] = value
+    unknown = sorted(set(raw) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown section(s): {', '.join(unknown)}")
+    sections = {name: _section(_SECTIONS[name], name, raw.get(name, {})) for name in _SECTIONS}
+    config = Config(**sections)
+    if config.sensor.workers < 1:
+        raise ConfigError("sensor.workers must be at least 1")
+    if not 0 <= config.spool.compress_level <= 9:
+        raise ConfigError("spool.compress_level must be 0..9")
+    return config

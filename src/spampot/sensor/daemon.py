@@ -1,0 +1,257 @@
+"""Starting and stopping a sensor: bind, fork workers, run the event loop, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+
+from spampot import __version__
+from spampot.config import Config
+from spampot.sensor.events import Clock, EventBuffer, EventFile, RotationPolicy
+from spampot.sensor.paths import name_component
+from spampot.sensor.session import SensorContext, SessionSettings, SmtpSession
+from spampot.sensor.spool import Spool
+from spampot.sensor.writer import Writer
+
+DRAIN_SECONDS = 10.0  # SIGTERM: how long open sessions may take to finish
+
+
+class BindError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    sock: socket.socket
+    port: int
+    role: str
+
+    @property
+    def label(self) -> str:
+        host, port = self.sock.getsockname()[:2]
+        return f"[{host}]:{port}/{self.role}" if ":" in host else f"{host}:{port}/{self.role}"
+
+
+def bind_listeners(config: Config, copies: int = 1) -> tuple[list[list[Listener]], list[str]]:
+    """Bind every configured (address, port); ``copies`` sockets each with SO_REUSEPORT.
+
+    Returns one list of listeners per worker, and the errors for what could not be bound.
+    """
+    per_worker: list[list[Listener]] = [[] for _ in range(copies)]
+    errors: list[str] = []
+    for port, role in config.listeners():
+        for address in config.sensor.bind:
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            socks: list[socket.socket] = []
+            try:
+                for _ in range(copies):
+                    sock = socket.socket(family, socket.SOCK_STREAM)
+                    socks.append(sock)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    if copies > 1:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                    if family == socket.AF_INET6:
+                        # Separate IPv4 and IPv6 sockets: "::" must not also claim IPv4.
+                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    sock.bind((address, port))
+                    sock.listen(config.sensor.listen_backlog)
+                    sock.setblocking(False)
+            except OSError as exc:
+                for sock in socks:
+                    sock.close()
+                reason = exc.strerror or str(exc)
+                if exc.errno == errno.EACCES and port < 1024:
+                    reason += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+                errors.append(f"cannot listen on {address} port {port}: {reason}")
+                continue
+            for k, sock in enumerate(socks):
+                per_worker[k].append(Listener(sock, port, role))
+    return per_worker, errors
+
+
+def run_sensor(config: Config, *, log: object = sys.stderr) -> int:
+    """Run the sensor until SIGTERM/SIGINT; returns the exit status."""
+    spool = Spool(config.data_dir, config.spool.compress_level)
+    removed = spool.prepare()
+    workers = config.sensor.workers
+    per_worker, errors = bind_listeners(config, workers)
+    for error in errors:
+        print(f"spampot: {error}", file=log)
+    if errors and not config.sensor.allow_partial_bind:
+        print(
+            "spampot: not starting; set sensor.allow_partial_bind to run on the ports that bound",
+            file=log,
+        )
+        return 2
+    if not per_worker[0]:
+        print("spampot: no port could be bound", file=log)
+        return 2
+    detail = f"removed {removed} leftover file(s) from tmp/" if removed else ""
+    if workers == 1:
+        return _worker_main(config, spool, per_worker[0], 0, errors, detail)
+    return _supervise(config, spool, per_worker, errors, detail)
+
+
+def _supervise(
+    config: Config,
+    spool: Spool,
+    per_worker: list[list[Listener]],
+    errors: list[str],
+    detail: str,
+) -> int:
+    """Fork one worker per SO_REUSEPORT socket set and wait for them."""
+    children: dict[int, int] = {}
+    for k, listeners in enumerate(per_worker):
+        pid = os.fork()
+        if pid == 0:
+            for j, others in enumerate(per_worker):
+                if j != k:
+                    for listener in others:
+                        listener.sock.close()
+            code = 1
+            try:
+                code = _worker_main(config, spool, listeners, k, errors, detail)
+            finally:
+                os._exit(code)
+        children[pid] = k
+    for listeners in per_worker:
+        for listener in listeners:
+            listener.sock.close()
+
+    def forward(signum: int, _frame: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    status = 0
+    while children:
+        try:
+            pid, wstatus = os.wait()
+        except ChildProcessError:
+            break
+        children.pop(pid, None)
+        code = os.waitstatus_to_exitcode(wstatus)
+        if code != 0:
+            status = 1
+    return status
+
+
+def _worker_main(
+    config: Config,
+    spool: Spool,
+    listeners: list[Listener],
+    worker: int,
+    errors: list[str],
+    detail: str,
+) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(_serve(config, spool, listeners, worker, errors, detail))
+    return uvloop.run(_serve(config, spool, listeners, worker, errors, detail))
+
+
+async def _serve(
+    config: Config,
+    spool: Spool,
+    listeners: list[Listener],
+    worker: int,
+    errors: list[str],
+    detail: str,
+) -> int:
+    loop = asyncio.get_running_loop()
+    sensor = config.sensor_name
+    clock = Clock()
+    buffer = EventBuffer(sensor, clock)
+    event_file = EventFile(
+        config.data_dir,
+        name_component(sensor),
+        RotationPolicy(config.events.rotate_bytes, config.spool.compress_level),
+        worker,
+    )
+    event_file.open(time.time())
+    sensor_base = {
+        "session": None,
+        "src_ip": None,
+        "src_port": None,
+        "dst_ip": None,
+        "dst_port": None,
+    }
+
+    def writer_error(text: str) -> None:
+        buffer.emit("sensor.error", sensor_base, f"Storage error: {text}", detail=text)
+
+    writer = Writer(
+        loop, spool, event_file, buffer, fsync=config.spool.fsync, on_error=writer_error
+    )
+    settings = SessionSettings(
+        hostname=config.smtp_hostname,
+        persona=config.smtp.persona,
+        limits=config.smtp.limits,
+        require_helo=config.smtp.require_helo,
+    )
+    ctx = SensorContext(settings, buffer, writer)
+    servers = []
+    for listener in listeners:
+        servers.append(
+            await loop.create_server(
+                lambda port=listener.port: SmtpSession(ctx, port),
+                sock=listener.sock,
+                backlog=config.sensor.listen_backlog,
+            )
+        )
+    labels = [listener.label for listener in listeners]
+    buffer.emit(
+        "sensor.start",
+        sensor_base,
+        f"spampot {__version__} sensor {sensor} listening on {len(labels)} socket(s)",
+        version=__version__,
+        listeners=labels,
+        worker=worker,
+        detail="; ".join([*errors, detail] if detail else errors) or None,
+    )
+    await writer.drain()
+    if worker == 0:
+        print(f"spampot: sensor {sensor} listening on {', '.join(labels)}", file=sys.stderr)
+
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: writer.run_in_thread(lambda: event_file.reopen(time.time()))
+    )
+    flusher = asyncio.create_task(_flush_every(writer, config.events.flush_interval))
+    await stop.wait()
+
+    for server in servers:
+        server.close()
+    deadline = loop.time() + DRAIN_SECONDS
+    while ctx.sessions and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    for session in list(ctx.sessions):
+        session.close("shutdown", b"421 4.3.2 Service shutting down\r\n")
+    for _ in range(100):  # connection_lost runs on later loop turns; bounded wait
+        if not ctx.sessions:
+            break
+        await asyncio.sleep(0.01)
+    buffer.emit("sensor.stop", sensor_base, "Sensor stopping", version=__version__, worker=worker)
+    flusher.cancel()
+    await writer.drain()
+    writer.close()
+    return 0
+
+
+async def _flush_every(writer: Writer, interval: float) -> None:
+    """The event log reaches the file at least once per interval (DESIGN.md: once a second)."""
+    while True:
+        await asyncio.sleep(interval)
+        writer.flush_soon()

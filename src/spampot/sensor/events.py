@@ -1,0 +1,248 @@
+"""The event log: JSON Lines in ``events/current.jsonl``, rotated into ``spool/events/``.
+
+Field names follow Cowrie's JSON log (dotted ``eventid``), so existing ELK/Splunk pipelines
+read it as it is. Lines are built on the event loop (:class:`EventBuffer`) and written by the
+writer thread (:class:`EventFile`), which alone touches the files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spampot.sensor.spool import gzip_bytes, syncfs
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+class Clock:
+    """RFC 3339 UTC timestamps with microseconds; the formatted second is cached."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def now(self) -> tuple[float, str]:
+        t = time.time()
+        second = int(t)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return t, f"{self._prefix}.{int((t - second) * 1_000_000):06d}Z"
+
+
+class EventBuffer:
+    """Encodes events to lines and holds them until the writer thread takes them."""
+
+    __slots__ = ("_lines", "clock", "dropped", "max_lines", "sensor")
+
+    def __init__(self, sensor: str, clock: Clock, max_lines: int = 200_000) -> None:
+        self.sensor = sensor
+        self.clock = clock
+        self.max_lines = max_lines  # only reached while the disk refuses writes
+        self.dropped = 0
+        self._lines: list[bytes] = []
+
+    def encode(self, eventid: str, base: dict[str, Any], message: str, **fields: Any) -> bytes:
+        """One JSON line; ``base`` holds the session fields (session, src_ip, ...)."""
+        _, ts = self.clock.now()
+        record = {"eventid": "spampot." + eventid, "timestamp": ts, "sensor": self.sensor}
+        record.update(base)
+        record["message"] = message
+        record.update(fields)
+        return _dumps(record).encode("utf-8", "backslashreplace") + b"\n"
+
+    def emit(self, eventid: str, base: dict[str, Any], message: str, **fields: Any) -> None:
+        self._lines.append(self.encode(eventid, base, message, **fields))
+
+    def put_back(self, lines: list[bytes]) -> None:
+        """Lines the writer could not write (disk full) go first in the next attempt."""
+        self._lines[:0] = lines
+        excess = len(self._lines) - self.max_lines
+        if excess > 0:
+            del self._lines[:excess]
+            self.dropped += excess
+
+    def take(self) -> list[bytes]:
+        lines, self._lines = self._lines, []
+        return lines
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+
+@dataclass(frozen=True, slots=True)
+class RotationPolicy:
+    max_bytes: int = 64 * 1024 * 1024
+    compress_level: int = 6
+
+
+class EventFile:
+    """``events/current.jsonl`` with hourly and size rotation into ``spool/events/``.
+
+    Rotation renames the live file aside, gzips it into ``tmp/`` and renames the result into
+    ``spool/events/``: a crash at any step leaves either the aside file (finished at the next
+    start) or a complete rotated file, never a torn one.
+    """
+
+    def __init__(
+        self, data_dir: Path, sensor: str, policy: RotationPolicy, worker: int = 0
+    ) -> None:
+        self.events_dir = data_dir / "events"
+        self.out_dir = data_dir / "spool" / "events"
+        self.tmp_dir = data_dir / "tmp"
+        self.sensor = sensor
+        self.policy = policy
+        suffix = f"-w{worker}" if worker else ""
+        self.suffix = suffix
+        self.path = self.events_dir / f"current{suffix}.jsonl"
+        self._fd = -1
+        self._size = 0
+        self._hour = ""
+
+    # --- start-up ---------------------------------------------------------------------------
+
+    def open(self, now: float) -> None:
+        self.events_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for aside in sorted(self.events_dir.glob(f"rotating{self.suffix}-*.jsonl")):
+            self._compress(aside, aside.name.split("-", 1)[1].removesuffix(".jsonl"))
+        if self.path.exists():
+            self._drop_torn_tail()
+            hour = self._first_hour()
+            if hour is not None and hour != _hour(now):
+                self._hour = hour
+                self._rotate()
+        self._open_fd(now)
+
+    def _drop_torn_tail(self) -> None:
+        """A kill during a write can leave half a line at the end: that event was in flight."""
+        with open(self.path, "r+b") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            pos = size
+            while pos > 0:
+                step = min(65536, pos)
+                f.seek(pos - step)
+                chunk = f.read(step)
+                nl = chunk.rfind(b"\n")
+                if nl >= 0:
+                    end = pos - step + nl + 1
+                    if end != size:
+                        f.truncate(end)
+                    return
+                pos -= step
+            f.truncate(0)
+
+    def _first_hour(self) -> str | None:
+        with open(self.path, "rb") as f:
+            first = f.readline(65536)
+        try:
+            ts = json.loads(first)["timestamp"]
+            return ts[0:4] + ts[5:7] + ts[8:10] + "T" + ts[11:13]
+        except (ValueError, KeyError, TypeError, IndexError):
+            return _hour(self.path.stat().st_mtime) if first else None
+
+    def _open_fd(self, now: float) -> None:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        self._size = os.fstat(self._fd).st_size
+        if not self._hour or self._size == 0:
+            self._hour = _hour(now)
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def append(self, lines: list[bytes], now: float) -> None:
+        if _hour(now) != self._hour and self._size:
+            self._rotate()
+            self._open_fd(now)
+        elif self._size == 0:
+            self._hour = _hour(now)
+        if not lines:
+            return
+        blob = b"".join(lines)
+        view = memoryview(blob)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._size += len(blob)
+        if self._size >= self.policy.max_bytes:
+            self._rotate()
+            self._open_fd(now)
+
+    def sync(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+    def reopen(self, now: float) -> None:
+        """SIGHUP: close and reopen the live file (someone may have moved it)."""
+        self.close()
+        self._open_fd(now)
+
+    # --- rotation ---------------------------------------------------------------------------
+
+    def _rotate(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+        aside = self.events_dir / f"rotating{self.suffix}-{self._hour}.jsonl"
+        n = 0
+        while aside.exists():  # a size rotation in the same hour, not yet compressed
+            n += 1
+            aside = self.events_dir / f"rotating{self.suffix}-{self._hour}.{n}.jsonl"
+        os.rename(self.path, aside)
+        self._compress(aside, aside.name.split("-", 1)[1].removesuffix(".jsonl"))
+        self._size = 0
+
+    def _compress(self, aside: Path, stamp: str) -> None:
+        name = self._next_name(stamp.split(".", 1)[0])
+        data = aside.read_bytes()
+        tmp = self.tmp_dir / ("events-" + name)
+        tmp.write_bytes(gzip_bytes(data, self.policy.compress_level))
+        fd = os.open(self.tmp_dir, os.O_RDONLY)
+        try:
+            syncfs(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, self.out_dir / name)
+        with contextlib.suppress(FileNotFoundError):
+            aside.unlink()
+
+    def _next_name(self, hour: str) -> str:
+        """``<sensor>-<hour>[-n].jsonl.gz``, never reused.
+
+        The collector removes rotated files from the sensor, so "the name is free here" does
+        not mean "the name was never used": the last (hour, n) is kept in a state file.
+        """
+        state = self.events_dir / f"last-rotated{self.suffix}"
+        last_hour, n = "", -1
+        with contextlib.suppress(OSError, ValueError):
+            last_hour, _, last_n = state.read_text().strip().partition(" ")
+            n = int(last_n)
+        n = n + 1 if last_hour == hour else 0
+        base = f"{self.sensor}{self.suffix.replace('-', '.')}-{hour}"
+        name = f"{base}-{n}.jsonl.gz" if n else f"{base}.jsonl.gz"
+        while (self.out_dir / name).exists():
+            n += 1
+            name = f"{base}-{n}.jsonl.gz"
+        tmp_state = self.tmp_dir / f"events-state{self.suffix}"
+        tmp_state.write_text(f"{hour} {n}\n")
+        os.rename(tmp_state, state)
+        return name
+
+
+def _hour(t: float) -> str:
+    return time.strftime("%Y%m%dT%H", time.gmtime(t))
