@@ -207,6 +207,7 @@ async def _serve(
                 lambda port=listener.port: SmtpSession(ctx, port),
                 sock=listener.sock,
                 backlog=config.sensor.listen_backlog,
+                start_serving=False,
             )
         )
     labels = [listener.label for listener in listeners]
@@ -220,6 +221,8 @@ async def _serve(
         detail="; ".join([*errors, detail] if detail else errors) or None,
     )
     await writer.drain()
+    for server in servers:
+        await server.start_serving()
     if worker == 0:
         print(f"spampot: sensor {sensor} listening on {', '.join(labels)}", file=sys.stderr)
 

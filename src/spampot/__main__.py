@@ -1,0 +1,3 @@
+from spampot.cli import main
+
+main()

@@ -1,0 +1,156 @@
+"""Shared fixtures: a real sensor process on loopback ports, and the external tools."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def need_tool(name: str) -> str:
+    """The tool's path; skip when it is missing, except in CI where it must be there."""
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"{name} is not installed; .ci/run must install it")
+        pytest.skip(f"{name} is not installed (apt-get install {name})")
+    return path
+
+
+def need_root() -> None:
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("CI runs as root; this test needs root")
+        pytest.skip("needs root")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_banner(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1) as s:
+                return s.recv(512)
+        except OSError as exc:
+            last = exc
+            time.sleep(0.05)
+    raise TimeoutError(f"no banner on {host}:{port}: {last}")
+
+
+@dataclass
+class Sensor:
+    data_dir: Path
+    config_path: Path
+    ports: dict[str, int]
+    proc: subprocess.Popen | None = None
+    stderr_path: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def smtp_port(self) -> int:
+        return self.ports["smtp"]
+
+    def start(self, wait: bool = True) -> None:
+        assert self.stderr_path is not None
+        err = open(self.stderr_path, "ab")  # noqa: SIM115 - kept open for the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "spampot", "sensor", "--config", str(self.config_path)],
+            stdout=err,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
+        err.close()
+        if wait:
+            wait_banner(self.smtp_port)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout)
+        self.proc = None
+        return code
+
+    def events(self) -> list[dict]:
+        """Every event written so far: the live file and the rotated ones."""
+        import gzip
+        import json
+
+        lines: list[bytes] = []
+        for rotated in sorted((self.data_dir / "spool" / "events").glob("*.jsonl.gz")):
+            lines += gzip.decompress(rotated.read_bytes()).splitlines()
+        for live in sorted((self.data_dir / "events").glob("current*.jsonl")):
+            lines += live.read_bytes().splitlines()
+        return [json.loads(line) for line in lines]
+
+    def wait_events(self, pred, timeout: float = 10.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self.events()
+            if pred(events) or time.monotonic() > deadline:
+                return events
+            time.sleep(0.1)
+
+    def stderr(self) -> str:
+        assert self.stderr_path is not None
+        return self.stderr_path.read_text(errors="replace")
+
+
+def write_config(path: Path, data_dir: Path, ports: dict[str, int], extra: str = "") -> None:
+    path.write_text(
+        f"""
+[sensor]
+name = "test-sensor"
+hostname = "mx.sensor.example"
+data_dir = "{data_dir}"
+bind = ["127.0.0.1", "::1"]
+
+[ports]
+smtp = [{ports["smtp"]}]
+{extra}
+"""
+    )
+
+
+@pytest.fixture
+def sensor_factory(tmp_path: Path) -> Iterator:
+    made: list[Sensor] = []
+
+    def make(extra: str = "", start: bool = True, name: str = "s") -> Sensor:
+        ports = {"smtp": free_port()}
+        data_dir = tmp_path / f"data-{name}"
+        config = tmp_path / f"{name}.toml"
+        write_config(config, data_dir, ports, extra)
+        sensor = Sensor(data_dir, config, ports, stderr_path=tmp_path / f"{name}.stderr")
+        made.append(sensor)
+        if start:
+            sensor.start()
+        return sensor
+
+    yield make
+    for sensor in made:
+        if sensor.proc is not None and sensor.proc.poll() is None:
+            sensor.proc.kill()
+            sensor.proc.wait()
+
+
+@pytest.fixture
+def sensor(sensor_factory) -> Sensor:
+    return sensor_factory()
