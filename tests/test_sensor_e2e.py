@@ -58,8 +58,13 @@ def test_smtplib_message_is_stored_byte_exact_with_envelope(sensor):
     assert event["queue_id"] == queue_id
     assert all(key in event for key in COMMON + MESSAGE_FIELDS)
     assert event["mail_from"] == "@hop1,@hop2:route@spam.example"
-    assert event["rcpt_to"] == ["a@example.org", '"john doe"@example.org',
-                                "user%host@relay.example", "host!user", "u@[192.0.2.1]"]  # fmt: skip
+    assert event["rcpt_to"] == [
+        "a@example.org",
+        '"john doe"@example.org',
+        "user%host@relay.example",
+        "host!user",
+        "u@[192.0.2.1]",
+    ]
     assert event["via"] == "smtp" and event["target_host"] is None
     assert event["helo"] == "client.example"
     assert event["dst_port"] == sensor.smtp_port and event["src_ip"] == "127.0.0.1"
