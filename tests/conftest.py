@@ -124,6 +124,8 @@ bind = ["127.0.0.1", "::1"]
 
 [ports]
 smtp = [{ports["smtp"]}]
+http = [{ports["http"]}]
+socks = [{ports["socks"]}]
 {extra}
 """
     )
@@ -134,7 +136,7 @@ def sensor_factory(tmp_path: Path) -> Iterator:
     made: list[Sensor] = []
 
     def make(extra: str = "", start: bool = True, name: str = "s") -> Sensor:
-        ports = {"smtp": free_port()}
+        ports = {"smtp": free_port(), "http": free_port(), "socks": free_port()}
         data_dir = tmp_path / f"data-{name}"
         config = tmp_path / f"{name}.toml"
         write_config(config, data_dir, ports, extra)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spampot.protocols.proxy import ProxyPolicy
 from spampot.protocols.smtp import SmtpLimits, SmtpPersona
 
 # The paper's Table 1 (DESIGN.md "Default ports").
@@ -74,8 +75,34 @@ class PortsSection:
     smtp: tuple[int, ...] = TABLE1_SMTP
     http: tuple[int, ...] = TABLE1_HTTP
     socks: tuple[int, ...] = TABLE1_SOCKS
-    # Proxy listeners come with the proxy emulators; until then only SMTP ports listen.
-    proxies: bool = False
+    # Every proxy port detects HTTP, SOCKS4 and SOCKS5 from the first byte, so a port in both
+    # lists (57123) serves all three; set false to run an SMTP-only sensor.
+    proxies: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySection:
+    non_smtp: str = "refuse"  # "refuse" (the paper) or "web"
+    smtp_ports: tuple[int, ...] = (25,)
+    web_ports: tuple[int, ...] = (80, 8080, 8000, 3128)
+    socks5_prefer_userpass: bool = True
+    public_address: str = "192.0.2.10"
+    server_software: str = "squid/4.13"
+    web_server_software: str = "Apache"
+    page_title: str = "Welcome"
+
+    @property
+    def policy(self) -> ProxyPolicy:
+        return ProxyPolicy(
+            smtp_ports=frozenset(self.smtp_ports),
+            non_smtp=self.non_smtp,
+            web_ports=frozenset(self.web_ports),
+            socks5_prefer_userpass=self.socks5_prefer_userpass,
+            public_address=self.public_address,
+            server_software=self.server_software,
+            web_server_software=self.web_server_software,
+            page_title=self.page_title,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +122,7 @@ class Config:
     sensor: SensorSection = field(default_factory=SensorSection)
     smtp: SmtpSection = field(default_factory=SmtpSection)
     ports: PortsSection = field(default_factory=PortsSection)
+    proxy: ProxySection = field(default_factory=ProxySection)
     spool: SpoolSection = field(default_factory=SpoolSection)
     events: EventsSection = field(default_factory=EventsSection)
 
@@ -123,6 +151,7 @@ _SECTIONS: dict[str, type] = {
     "sensor": SensorSection,
     "smtp": SmtpSection,
     "ports": PortsSection,
+    "proxy": ProxySection,
     "spool": SpoolSection,
     "events": EventsSection,
 }
@@ -199,4 +228,8 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         raise ConfigError("sensor.workers must be at least 1")
     if not 0 <= config.spool.compress_level <= 9:
         raise ConfigError("spool.compress_level must be 0..9")
+    try:
+        config.proxy.policy  # noqa: B018 - validates non_smtp and public_address
+    except ValueError as exc:
+        raise ConfigError(f"[proxy] {exc}") from exc
     return config

@@ -23,6 +23,9 @@ class SmtpPersona:
     """What the emulated MTA says about itself."""
 
     software: str = "Postfix (Debian/GNU)"
+    # The 220 text after the code; {host}, {software} and {date} (given by the adapter, since
+    # the machine has no clock) are filled in. Exim and Sendmail put the date in the banner.
+    banner: str = "{host} ESMTP {software}"
     # Postfix advertises AUTH twice ("AUTH=" for pre-RFC 2554 Outlook clients,
     # broken_sasl_auth_clients = yes); relay testers look for both.
     auth_equals: bool = True
@@ -184,6 +187,7 @@ class SmtpServer:
         limits: SmtpLimits | None = None,
         *,
         require_helo: bool = False,
+        date: str = "",
     ) -> None:
         self.hostname = hostname
         self.persona = persona or SmtpPersona()
@@ -194,7 +198,10 @@ class SmtpServer:
         self.closing = False
         self.messages = 0
         self._buf = b""
-        self._out: list[bytes] = [f"220 {hostname} ESMTP {self.persona.software}\r\n".encode()]
+        banner = self.persona.banner.format(
+            host=hostname, software=self.persona.software, date=date
+        )
+        self._out: list[bytes] = [f"220 {banner}\r\n".encode("utf-8", "backslashreplace")]
         self._txn = _Transaction()
         self._msg = bytearray()
         self._scanned = 0

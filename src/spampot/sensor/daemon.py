@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import resource
 import signal
 import socket
 import sys
@@ -16,7 +17,7 @@ from spampot import __version__
 from spampot.config import Config
 from spampot.sensor.events import Clock, EventBuffer, EventFile, RotationPolicy
 from spampot.sensor.paths import name_component
-from spampot.sensor.session import SensorContext, SessionSettings, SmtpSession
+from spampot.sensor.session import SensorContext, SensorSession, SessionSettings
 from spampot.sensor.spool import Spool
 from spampot.sensor.writer import Writer
 
@@ -76,8 +77,17 @@ def bind_listeners(config: Config, copies: int = 1) -> tuple[list[list[Listener]
     return per_worker, errors
 
 
+def raise_fd_limit() -> int:
+    """Every connection is a descriptor: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
 def run_sensor(config: Config, *, log: object = sys.stderr) -> int:
     """Run the sensor until SIGTERM/SIGINT; returns the exit status."""
+    raise_fd_limit()
     spool = Spool(config.data_dir, config.spool.compress_level)
     removed = spool.prepare()
     workers = config.sensor.workers
@@ -194,17 +204,19 @@ async def _serve(
         loop, spool, event_file, buffer, fsync=config.spool.fsync, on_error=writer_error
     )
     settings = SessionSettings(
+        sensor=sensor,
         hostname=config.smtp_hostname,
         persona=config.smtp.persona,
         limits=config.smtp.limits,
         require_helo=config.smtp.require_helo,
+        proxy=config.proxy.policy,
     )
     ctx = SensorContext(settings, buffer, writer)
     servers = []
     for listener in listeners:
         servers.append(
             await loop.create_server(
-                lambda port=listener.port: SmtpSession(ctx, port),
+                lambda port=listener.port, role=listener.role: SensorSession(ctx, port, role),
                 sock=listener.sock,
                 backlog=config.sensor.listen_backlog,
                 start_serving=False,

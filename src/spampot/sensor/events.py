@@ -21,21 +21,48 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class Clock:
-    """RFC 3339 UTC timestamps with microseconds; the formatted second is cached."""
+    """UTC time for events (RFC 3339, microseconds) and for protocol banners.
 
-    __slots__ = ("_prefix", "_second")
+    The machines have no clock (sans-I/O), so the adapter hands them these strings. Formatting
+    is cached per second: thousands of sessions a second share one strftime.
+    """
+
+    __slots__ = ("_http", "_mail", "_prefix", "_second")
 
     def __init__(self) -> None:
         self._second = -1
-        self._prefix = ""
+        self._prefix = self._http = self._mail = ""
+
+    def _tick(self, second: int) -> None:
+        self._second = second
+        tm = time.gmtime(second)
+        self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", tm)
+        # RFC 9110 §5.6.7 IMF-fixdate, and the RFC 5322 §3.3 date MTAs print in banners.
+        # Day and month names are fixed English in both, whatever the locale.
+        day = _DAYS[tm.tm_wday]
+        date = f"{tm.tm_mday:02d} {_MONTHS[tm.tm_mon - 1]} {tm.tm_year} {tm.tm_hour:02d}:"
+        date += f"{tm.tm_min:02d}:{tm.tm_sec:02d}"
+        self._http = f"{day}, {date} GMT"
+        self._mail = f"{day}, {date} +0000"
 
     def now(self) -> tuple[float, str]:
         t = time.time()
         second = int(t)
         if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._tick(second)
         return t, f"{self._prefix}.{int((t - second) * 1_000_000):06d}Z"
+
+    def http_date(self) -> str:
+        self.now()
+        return self._http
+
+    def mail_date(self) -> str:
+        self.now()
+        return self._mail
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 class EventBuffer:

@@ -1,6 +1,9 @@
 """The per-connection adapter: read, feed the protocol machine, write, act on its events.
 
-Kept thin on purpose (DESIGN.md): every protocol decision lives in spampot.protocols.
+Kept thin on purpose (DESIGN.md): every protocol decision lives in spampot.protocols. A
+connection on a proxy port starts with a :class:`ProxyServer`; when it grants a tunnel to port
+25 the same connection continues with an :class:`SmtpServer` named after the requested host,
+fed the bytes the client pipelined after its request (the hand-over).
 """
 
 from __future__ import annotations
@@ -9,17 +12,25 @@ import asyncio
 import hashlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from spampot.personas import choose_persona
 from spampot.protocols.common import ClientError, printable
+from spampot.protocols.detect import ProxyServer
+from spampot.protocols.http_proxy import WebServer
+from spampot.protocols.proxy import (
+    TUNNEL_SMTP,
+    TUNNEL_WEB,
+    ProxyPolicy,
+    ProxyRequest,
+    WebRequest,
+)
 from spampot.protocols.smtp import (
     AuthAttempt,
-    Helo,
     MessageReceived,
     Quit,
     Rejected,
-    SmtpEvent,
     SmtpLimits,
     SmtpPersona,
     SmtpServer,
@@ -29,15 +40,19 @@ from spampot.sensor.paths import ip_component
 from spampot.sensor.spool import SpoolItem
 from spampot.sensor.writer import Writer
 
+Machine = SmtpServer | ProxyServer | WebServer
+
 
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
     """What every session of one worker shares; built once from the Config."""
 
+    sensor: str
     hostname: str
     persona: SmtpPersona
     limits: SmtpLimits
     require_helo: bool
+    proxy: ProxyPolicy = field(default_factory=ProxyPolicy)
 
 
 class SensorContext:
@@ -47,8 +62,7 @@ class SensorContext:
         self.settings = settings
         self.buffer = buffer
         self.writer = writer
-        self.sessions: set[SmtpSession] = set()
-        self.accepting = True
+        self.sessions: set[SensorSession] = set()
 
 
 def new_queue_id() -> str:
@@ -56,8 +70,8 @@ def new_queue_id() -> str:
     return os.urandom(5).hex().upper()
 
 
-class SmtpSession(asyncio.Protocol):
-    """One TCP connection on an SMTP port."""
+class SensorSession(asyncio.Protocol):
+    """One TCP connection; ``role`` is "smtp" or "proxy" (from the listening port)."""
 
     __slots__ = (
         "base",
@@ -67,6 +81,7 @@ class SmtpSession(asyncio.Protocol):
         "machine",
         "port",
         "reason",
+        "role",
         "started",
         "target_host",
         "target_port",
@@ -74,11 +89,12 @@ class SmtpSession(asyncio.Protocol):
         "via",
     )
 
-    def __init__(self, ctx: SensorContext, port: int) -> None:
+    def __init__(self, ctx: SensorContext, port: int, role: str = "smtp") -> None:
         self.ctx = ctx
         self.port = port
+        self.role = role
         self.transport: asyncio.Transport | None = None
-        self.machine: SmtpServer | None = None
+        self.machine: Machine | None = None
         self.base: dict[str, Any] = {}
         self.bytes_in = 0
         self.bytes_out = 0
@@ -110,12 +126,26 @@ class SmtpSession(asyncio.Protocol):
             f"New connection: {peer[0]}:{peer[1]} ({local[0]}:{self.port})",
         )
         s = ctx.settings
-        self.machine = SmtpServer(s.hostname, s.persona, s.limits, require_helo=s.require_helo)
+        if self.role == "proxy":
+            self.machine = ProxyServer(
+                s.proxy,
+                http_date=ctx.buffer.clock.http_date(),
+                port_seed=f"{self.base['session']}".encode(),
+            )
+        else:
+            self.machine = SmtpServer(
+                s.hostname,
+                s.persona,
+                s.limits,
+                require_helo=s.require_helo,
+                date=ctx.buffer.clock.mail_date(),
+            )
         self._flush()
 
     def data_received(self, data: bytes) -> None:
         machine = self.machine
-        assert machine is not None
+        if machine is None:
+            return
         self.bytes_in += len(data)
         self._handle(machine.receive_data(data))
 
@@ -127,8 +157,13 @@ class SmtpSession(asyncio.Protocol):
             self.reason = "reset"
         ctx = self.ctx
         ctx.sessions.discard(self)
-        if self.machine is not None:
-            self.machine.connection_lost()
+        machine = self.machine
+        if isinstance(machine, ProxyServer | WebServer):
+            # A handshake cut short is logged as an "error" request (truncated).
+            for event in machine.connection_lost():
+                self._event(event)
+        elif machine is not None:
+            machine.connection_lost()
         duration = round(time.monotonic() - self.started, 6)
         ctx.buffer.emit(
             "session.close",
@@ -144,45 +179,108 @@ class SmtpSession(asyncio.Protocol):
 
     # --- acting on protocol events ----------------------------------------------------------
 
-    def _handle(self, events: list[SmtpEvent]) -> None:
+    def _handle(self, events: list[Any]) -> None:
         for event in events:
-            if isinstance(event, MessageReceived):
-                self._store(event)
-            elif isinstance(event, AuthAttempt):
-                self.ctx.buffer.emit(
-                    "smtp.auth",
-                    self.base,
-                    f"AUTH {event.mechanism} username={event.username!r}",
-                    mechanism=event.mechanism,
-                    username=event.username,
-                    password=event.password,
-                )
-            elif isinstance(event, Rejected):
-                self._reject(event)
-            elif isinstance(event, ClientError):
-                self.ctx.buffer.emit(
-                    "smtp.error",
-                    self.base,
-                    f"Client error: {event.detail}",
-                    error=event.detail,
-                    reply=event.reply.decode("ascii", "backslashreplace").strip(),
-                    input=printable(event.raw),
-                )
-            elif isinstance(event, Quit):
-                self.reason = "quit"
-            elif isinstance(event, Helo):
-                pass  # kept by the machine and logged with each message
+            self._event(event)
         self._flush()
 
-    def _reject(self, event: Rejected) -> None:
+    def _event(self, event: object) -> None:
+        buffer = self.ctx.buffer
+        if isinstance(event, MessageReceived):
+            self._store(event)
+        elif isinstance(event, ProxyRequest):
+            self._proxy_request(event)
+        elif isinstance(event, AuthAttempt):
+            buffer.emit(
+                "smtp.auth",
+                self.base,
+                f"AUTH {event.mechanism} username={event.username!r}",
+                mechanism=event.mechanism,
+                username=event.username,
+                password=event.password,
+            )
+        elif isinstance(event, Rejected):
+            buffer.emit(
+                "smtp.reject",
+                self.base,
+                f"Rejected at {event.stage}: {event.code} ({event.why})",
+                stage=event.stage,
+                code=event.code,
+                why=event.why,
+            )
+        elif isinstance(event, ClientError):
+            buffer.emit(
+                "smtp.error",
+                self.base,
+                f"Client error: {event.detail}",
+                error=event.detail,
+                reply=event.reply.decode("ascii", "backslashreplace").strip(),
+                input=printable(event.raw),
+            )
+        elif isinstance(event, WebRequest):
+            buffer.emit(
+                "web.request",
+                self.base,
+                f"{event.method or '?'} {event.path[:200]} in a tunnel to {self.target_host}",
+                method=event.method,
+                host=event.host,
+                path=event.path,
+                version=event.version,
+                headers=[list(h) for h in event.headers],
+                reply=event.reply,
+                error=event.error,
+            )
+        elif isinstance(event, Quit):
+            self.reason = "quit"
+
+    def _proxy_request(self, event: ProxyRequest) -> None:
+        auth = event.auth
         self.ctx.buffer.emit(
-            "smtp.reject",
+            "proxy.request",
             self.base,
-            f"Rejected at {event.stage}: {event.code} ({event.why})",
-            stage=event.stage,
-            code=event.code,
-            why=event.why,
+            f"{event.protocol} {event.method or '?'} {event.target_host}:{event.target_port}"
+            f" -> {event.outcome}",
+            protocol=event.protocol,
+            version=event.version,
+            method=event.method,
+            target_host=event.target_host,
+            target_port=event.target_port,
+            auth=None
+            if auth is None
+            else {"method": auth.method, "username": auth.username, "password": auth.password},
+            outcome=event.outcome,
+            reply=event.reply,
+            error=event.error,
+            headers=[list(h) for h in event.headers] or None,
         )
+        if event.tunnel is None:
+            return
+        # The hand-over: the proxy's success reply is flushed first, then the new machine's
+        # greeting, then the machine is fed what the client pipelined after its request.
+        self._flush()
+        self.via = event.protocol
+        self.target_host = event.target_host
+        self.target_port = event.target_port
+        settings = self.ctx.settings
+        clock = self.ctx.buffer.clock
+        if event.tunnel == TUNNEL_SMTP:
+            name, persona = choose_persona(
+                settings.sensor, self.base["src_ip"], event.target_host or ""
+            )
+            self.machine = SmtpServer(
+                name,
+                persona,
+                settings.limits,
+                require_helo=settings.require_helo,
+                date=clock.mail_date(),
+            )
+        elif event.tunnel == TUNNEL_WEB:
+            self.machine = WebServer(settings.proxy, http_date=clock.http_date())
+        else:  # pragma: no cover - ProxyRequest.tunnel has only these values
+            return
+        self._flush()
+        if event.leftover:
+            self._handle(self.machine.receive_data(event.leftover))
 
     def _store(self, msg: MessageReceived) -> None:
         ctx = self.ctx
@@ -194,7 +292,6 @@ class SmtpSession(asyncio.Protocol):
             f"{day}/{self.port}/{ip_component(self.base['src_ip'])}/"
             f"{time.strftime('%H%M%S', tm)}-{queue_id}.eml.gz"
         )
-        size = len(msg.data)
         line = ctx.buffer.encode(
             "smtp.message",
             self.base,
@@ -206,7 +303,7 @@ class SmtpSession(asyncio.Protocol):
             mail_from=msg.mail_from,
             mail_params=msg.mail_params,
             rcpt_to=list(msg.rcpt_to),
-            size=size,
+            size=len(msg.data),
             sha256=hashlib.sha256(msg.data).hexdigest(),
             queue_id=queue_id,
             file=relpath,
@@ -219,7 +316,7 @@ class SmtpSession(asyncio.Protocol):
 
     def _stored(self, ok: bool, queue_id: str) -> None:
         machine = self.machine
-        if machine is None or self.transport is None:
+        if not isinstance(machine, SmtpServer) or self.transport is None:
             return  # the client left; the message is stored (or not) all the same
         self._handle(machine.message_stored(queue_id) if ok else machine.message_deferred())
         if self.transport is not None and not machine.waiting and not machine.closing:
@@ -243,7 +340,7 @@ class SmtpSession(asyncio.Protocol):
         if transport is None:
             return
         self.reason = reason
-        if reply:
+        if reply and isinstance(self.machine, SmtpServer):
             self.bytes_out += len(reply)
             transport.write(reply)
         transport.close()

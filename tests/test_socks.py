@@ -1,0 +1,442 @@
+"""SOCKS4/4a/5 machine: exact reply bytes for every path, any split of the stream."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from spampot.protocols.proxy import ProxyAuth, ProxyPolicy, ProxyRequest, ephemeral_port
+from spampot.protocols.socks import SocksServer
+
+WEB = ProxyPolicy(non_smtp="web")
+# Public address 192.0.2.10 as SOCKS5 BND.ADDR (ATYP 1).
+BOUND4 = b"\x01\xc0\x00\x02\x0a"
+REFUSED_TAIL = b"\x00\x01\x00\x00\x00\x00\x00\x00"
+
+
+def run(chunks: list[bytes], policy: ProxyPolicy | None = None, **kw) -> tuple:
+    """Feed chunks like an adapter would; returns (events, output, machine).
+
+    Once the machine is done the adapter stops feeding it; what it would have fed is folded
+    into the event's leftover, so every split of a stream yields the same result.
+    """
+    machine = SocksServer(policy, **kw)
+    events: list[ProxyRequest] = []
+    out = b""
+    tail = b""
+    for chunk in chunks:
+        if machine.done:
+            tail += chunk
+            continue
+        events += machine.receive_data(chunk)
+        out += machine.data_to_send()
+        assert machine.buffered <= machine.max_buffered
+    events += machine.connection_lost()
+    if events and tail:
+        events[-1] = replace(events[-1], leftover=events[-1].leftover + tail)
+    return events, out, machine
+
+
+def one(stream: bytes, policy: ProxyPolicy | None = None, **kw) -> tuple:
+    events, out, machine = run([stream], policy, **kw)
+    assert len(events) == 1
+    return events[0], out, machine
+
+
+def socks4(cd: int, port: int, ip: bytes, userid: bytes = b"bob", host: bytes | None = None):
+    req = bytes([4, cd]) + port.to_bytes(2, "big") + ip + userid + b"\0"
+    return req + (host + b"\0" if host is not None else b"")
+
+
+def socks5_req(cmd: int, atyp: int, addr: bytes, port: int, rsv: int = 0) -> bytes:
+    return bytes([5, cmd, rsv, atyp]) + addr + port.to_bytes(2, "big")
+
+
+# -- SOCKS4 ----------------------------------------------------------------------------------
+
+
+def test_socks4_connect_smtp_granted_and_handed_over():
+    ev, out, m = one(socks4(1, 25, b"\x01\x02\x03\x04") + b"EHLO spammer\r\n")
+    assert out == b"\x00\x5a\x00\x19\x01\x02\x03\x04"
+    assert ev == ProxyRequest(
+        protocol="socks4",
+        version="4",
+        method="CONNECT",
+        target_host="1.2.3.4",
+        target_port=25,
+        auth=ProxyAuth("userid", "bob", None),
+        outcome="smtp",
+        reply="SOCKS4 0x5A granted",
+        tunnel="smtp",
+        leftover=b"EHLO spammer\r\n",
+    )
+    assert m.done and not m.closing and m.buffered == 0
+
+
+def test_socks4_other_port_rejected():
+    ev, out, m = one(socks4(1, 80, b"\x0a\x00\x00\x01"))
+    assert out == b"\x00\x5b\x00\x50\x0a\x00\x00\x01"
+    assert (ev.outcome, ev.tunnel, ev.reply, ev.target_port) == (
+        "other",
+        None,
+        "SOCKS4 0x5B rejected",
+        80,
+    )
+    assert m.closing
+
+
+def test_socks4_web_port_granted_under_web_policy():
+    ev, out, m = one(socks4(1, 8080, b"\x0a\x00\x00\x01"), WEB)
+    assert out == b"\x00\x5a\x1f\x90\x0a\x00\x00\x01"
+    assert (ev.outcome, ev.tunnel) == ("other", "web")
+    assert not m.closing
+
+
+def test_socks4_non_web_port_still_refused_under_web_policy():
+    ev, out, _ = one(socks4(1, 22, b"\x0a\x00\x00\x01"), WEB)
+    assert out[:2] == b"\x00\x5b"
+    assert (ev.outcome, ev.tunnel) == ("other", None)
+
+
+def test_socks4_extra_smtp_ports():
+    ev, out, _ = one(socks4(1, 587, b"\x0a\x00\x00\x01"), ProxyPolicy(smtp_ports=frozenset({587})))
+    assert out[:2] == b"\x00\x5a"
+    assert ev.outcome == "smtp"
+
+
+def test_socks4_bind_refused_as_other():
+    ev, out, m = one(socks4(2, 25, b"\x01\x02\x03\x04"))
+    assert out == b"\x00\x5b\x00\x19\x01\x02\x03\x04"
+    assert (ev.method, ev.outcome, ev.error) == ("BIND", "other", None)
+    assert m.closing
+
+
+def test_socks4_unknown_command_is_error():
+    ev, out, _ = one(socks4(3, 25, b"\x01\x02\x03\x04") + b"rest")
+    assert out == b"\x00\x5b\x00\x19\x01\x02\x03\x04"
+    assert (ev.method, ev.outcome) == ("", "error")
+    assert "0x03" in ev.error
+    assert ev.leftover == b"rest"
+
+
+def test_socks4a_host_name():
+    ev, out, m = one(socks4(1, 25, b"\x00\x00\x00\x07", b"", b"mx.example.com") + b"HELO")
+    assert out == b"\x00\x5a\x00\x19\x00\x00\x00\x07"
+    assert (ev.protocol, ev.version, ev.target_host, ev.leftover) == (
+        "socks4a",
+        "4",
+        "mx.example.com",
+        b"HELO",
+    )
+    assert ev.auth == ProxyAuth("userid", "", None)
+    assert m.protocol == "socks4a"
+
+
+def test_socks4_ip_0_0_0_0_is_plain_socks4():
+    ev, _, _ = one(socks4(1, 25, b"\x00\x00\x00\x00"))
+    assert (ev.protocol, ev.target_host) == ("socks4", "0.0.0.0")
+
+
+def test_socks4a_empty_host_is_error():
+    ev, out, _ = one(socks4(1, 25, b"\x00\x00\x00\x01", b"u", b""))
+    assert out == b"\x00\x5b\x00\x19\x00\x00\x00\x01"
+    assert ev.outcome == "error" and "empty host" in ev.error
+
+
+def test_socks4_userid_is_decoded_never_dropped():
+    ev, _, _ = one(socks4(1, 25, b"\x01\x02\x03\x04", "jo\u00e3o\xff".encode("latin-1")))
+    assert ev.auth.username == "jo\\xe3o\\xff"
+
+
+def test_socks4_userid_at_limit_accepted():
+    ev, out, _ = one(socks4(1, 25, b"\x01\x02\x03\x04", b"u" * 255))
+    assert out[:2] == b"\x00\x5a"
+    assert ev.auth.username == "u" * 255
+
+
+def test_socks4_userid_over_limit_rejected():
+    ev, out, m = one(socks4(1, 25, b"\x01\x02\x03\x04", b"u" * 256))
+    assert out == b"\x00\x5b\x00\x19\x01\x02\x03\x04"
+    assert ev.outcome == "error" and "USERID longer than 255" in ev.error
+    assert (ev.method, ev.target_port) == ("CONNECT", 25)
+    assert m.closing and m.buffered == 0
+
+
+def test_socks4_userid_limit_is_configurable_and_bounds_the_buffer():
+    m = SocksServer(max_userid=4)
+    assert m.receive_data(b"\x04\x01\x00\x19\x01\x02\x03\x04abcd") == []
+    assert m.buffered == 12
+    [ev] = m.receive_data(b"e")
+    assert ev.outcome == "error"
+    assert m.data_to_send() == b"\x00\x5b\x00\x19\x01\x02\x03\x04"
+
+
+def test_socks4a_host_over_limit_rejected():
+    ev, out, _ = one(socks4(1, 25, b"\x00\x00\x00\x01", b"", b"h" * 256))
+    assert out[:2] == b"\x00\x5b"
+    assert ev.outcome == "error" and "host name longer than 255" in ev.error
+
+
+def test_socks4a_host_at_limit_accepted():
+    ev, _, _ = one(socks4(1, 25, b"\x00\x00\x00\x01", b"", b"h" * 255))
+    assert ev.outcome == "smtp" and ev.target_host == "h" * 255
+
+
+# -- SOCKS5 ----------------------------------------------------------------------------------
+
+
+def test_socks5_no_auth_connect_ipv4_smtp():
+    request = socks5_req(1, 1, b"\x01\x02\x03\x04", 25)
+    ev, out, m = one(b"\x05\x01\x00" + request + b"EHLO x\r\n")
+    port = ephemeral_port(request)
+    assert 32768 <= port <= 60999
+    assert out == b"\x05\x00" + b"\x05\x00\x00" + BOUND4 + port.to_bytes(2, "big")
+    assert ev == ProxyRequest(
+        protocol="socks5",
+        version="5",
+        method="CONNECT",
+        target_host="1.2.3.4",
+        target_port=25,
+        auth=ProxyAuth("none", None, None),
+        outcome="smtp",
+        reply="SOCKS5 0x00 succeeded",
+        tunnel="smtp",
+        leftover=b"EHLO x\r\n",
+    )
+    assert not m.closing
+
+
+def test_socks5_domain_and_ipv6_targets():
+    ev, _, _ = one(b"\x05\x01\x00" + socks5_req(1, 3, b"\x0bexample.com", 25))
+    assert ev.target_host == "example.com"
+    v6 = bytes.fromhex("20010db8000000000000000000000001")
+    ev, _, _ = one(b"\x05\x01\x00" + socks5_req(1, 4, v6, 25))
+    assert ev.target_host == "2001:db8::1"
+
+
+def test_socks5_domain_decoded_never_dropped():
+    ev, _, _ = one(b"\x05\x01\x00" + socks5_req(1, 3, b"\x03a\xffb", 25))
+    assert ev.target_host == "a\\xffb"
+
+
+def test_socks5_can_prefer_no_auth_when_both_offered():
+    m = SocksServer(ProxyPolicy(socks5_prefer_userpass=False))
+    assert m.receive_data(b"\x05\x02\x02\x00") == []
+    assert m.data_to_send() == b"\x05\x00"
+
+
+def test_socks5_asks_for_credentials_when_both_offered():
+    m = SocksServer()
+    assert m.receive_data(b"\x05\x02\x00\x02\x01\x04spam\x05pa:ss") == []
+    assert m.data_to_send() == b"\x05\x02\x01\x00"
+    [ev] = m.receive_data(socks5_req(1, 3, b"\x0emx.example.org", 25))
+    assert ev.auth == ProxyAuth("userpass", "spam", "pa:ss")
+    # ...and still needs nothing from a client that offers nothing else.
+    m = SocksServer(ProxyPolicy(socks5_prefer_userpass=True))
+    m.receive_data(b"\x05\x01\x00")
+    assert m.data_to_send() == b"\x05\x00"
+
+
+def test_socks5_username_password_rfc1929():
+    auth = b"\x01\x05alice\x06s3cr\xffx"
+    request = socks5_req(1, 3, b"\x0emx.example.com", 25)
+    ev, out, _ = one(b"\x05\x01\x02" + auth + request)
+    port = ephemeral_port(request).to_bytes(2, "big")
+    assert out == b"\x05\x02" + b"\x01\x00" + b"\x05\x00\x00" + BOUND4 + port
+    assert ev.auth == ProxyAuth("userpass", "alice", "s3cr\\xffx")
+    assert ev.outcome == "smtp"
+
+
+def test_socks5_empty_credentials_accepted():
+    ev, out, _ = one(b"\x05\x01\x02\x01\x00\x00" + socks5_req(1, 1, b"\x01\x02\x03\x04", 80))
+    assert out.startswith(b"\x05\x02\x01\x00")
+    assert ev.auth == ProxyAuth("userpass", "", "")
+
+
+def test_socks5_no_acceptable_method():
+    ev, out, m = one(b"\x05\x02\x01\x03junk")
+    assert out == b"\x05\xff"
+    assert (ev.outcome, ev.reply, ev.auth) == (
+        "error",
+        "SOCKS5 method 0xFF no acceptable methods",
+        None,
+    )
+    assert "01 03" in ev.error
+    assert ev.leftover == b"junk"
+    assert m.closing
+
+
+def test_socks5_zero_methods():
+    ev, out, _ = one(b"\x05\x00")
+    assert out == b"\x05\xff"
+    assert ev.outcome == "error" and "NMETHODS=0" in ev.error
+
+
+def test_socks5_rfc1929_bad_version():
+    ev, out, m = one(b"\x05\x01\x02\x05\x01a\x01b")
+    assert out == b"\x05\x02\x01\x01"
+    assert (ev.outcome, ev.reply) == ("error", "RFC1929 0x01 failure")
+    assert m.closing
+
+
+def test_socks5_other_port_not_allowed():
+    ev, out, m = one(b"\x05\x01\x00" + socks5_req(1, 1, b"\x01\x02\x03\x04", 80))
+    assert out == b"\x05\x00" + b"\x05\x02" + REFUSED_TAIL
+    assert (ev.outcome, ev.reply, ev.tunnel) == ("other", "SOCKS5 0x02 not allowed", None)
+    assert m.closing
+
+
+def test_socks5_web_port_under_web_policy():
+    request = socks5_req(1, 3, b"\x0bexample.com", 80)
+    ev, out, m = one(b"\x05\x01\x00" + request + b"GET / HTTP/1.1\r\n", WEB)
+    port = ephemeral_port(request).to_bytes(2, "big")
+    assert out == b"\x05\x00\x05\x00\x00" + BOUND4 + port
+    assert (ev.outcome, ev.tunnel, ev.leftover) == ("other", "web", b"GET / HTTP/1.1\r\n")
+    assert not m.closing
+
+
+def test_socks5_bound_address_ipv6_public():
+    policy = ProxyPolicy(public_address="2001:db8::10")
+    request = socks5_req(1, 1, b"\x01\x02\x03\x04", 25)
+    _, out, _ = one(b"\x05\x01\x00" + request, policy)
+    v6 = bytes.fromhex("20010db8000000000000000000000010")
+    assert out == b"\x05\x00\x05\x00\x00\x04" + v6 + ephemeral_port(request).to_bytes(2, "big")
+
+
+@pytest.mark.parametrize(("cmd", "method"), [(2, "BIND"), (3, "UDP_ASSOCIATE")])
+def test_socks5_bind_and_udp_not_supported(cmd, method):
+    ev, out, _ = one(b"\x05\x01\x00" + socks5_req(cmd, 1, b"\x01\x02\x03\x04", 25))
+    assert out == b"\x05\x00\x05\x07" + REFUSED_TAIL
+    assert (ev.method, ev.outcome, ev.reply) == (
+        method,
+        "other",
+        "SOCKS5 0x07 command not supported",
+    )
+
+
+def test_socks5_unknown_command_is_error():
+    ev, out, _ = one(b"\x05\x01\x00" + socks5_req(9, 1, b"\x01\x02\x03\x04", 25))
+    assert out == b"\x05\x00\x05\x07" + REFUSED_TAIL
+    assert (ev.method, ev.outcome) == ("", "error")
+    assert ev.target_host == "1.2.3.4"
+
+
+def test_socks5_bad_address_type():
+    ev, out, m = one(b"\x05\x01\x00\x05\x01\x00\x02abcdef")
+    assert out == b"\x05\x00\x05\x08" + REFUSED_TAIL
+    assert (ev.outcome, ev.reply, ev.method) == (
+        "error",
+        "SOCKS5 0x08 address type not supported",
+        "CONNECT",
+    )
+    assert m.closing
+
+
+def test_socks5_bad_request_version():
+    ev, out, _ = one(b"\x05\x01\x00\x04\x01\x00\x01")
+    assert out == b"\x05\x00\x05\x01" + REFUSED_TAIL
+    assert ev.outcome == "error" and "version 0x04" in ev.error
+
+
+def test_socks5_empty_domain_is_error():
+    ev, out, _ = one(b"\x05\x01\x00" + socks5_req(1, 3, b"\x00", 25))
+    assert out == b"\x05\x00\x05\x01" + REFUSED_TAIL
+    assert ev.outcome == "error" and "empty domain" in ev.error
+
+
+def test_socks5_nonzero_rsv_tolerated():
+    ev, _, _ = one(b"\x05\x01\x00" + socks5_req(1, 1, b"\x01\x02\x03\x04", 25, rsv=0x7F))
+    assert ev.outcome == "smtp"
+
+
+def test_not_socks_version_byte():
+    ev, out, m = one(b"\x06hello")
+    assert out == b""
+    assert (ev.protocol, ev.version, ev.outcome) == ("unknown", "", "error")
+    assert "0x06" in ev.error
+    assert m.closing and m.protocol == "unknown"
+
+
+# -- life cycle ------------------------------------------------------------------------------
+
+
+def test_input_after_done_is_ignored():
+    m = SocksServer()
+    [ev] = m.receive_data(socks4(1, 25, b"\x01\x02\x03\x04") + b"A")
+    m.data_to_send()
+    assert ev.leftover == b"A"
+    assert m.receive_data(b"MAIL FROM:<x@y>\r\n") == []
+    assert m.data_to_send() == b"" and m.buffered == 0
+    assert m.connection_lost() == []
+
+
+def test_empty_data_is_nothing():
+    m = SocksServer()
+    assert m.receive_data(b"") == []
+    assert m.connection_lost() == []
+    assert not m.done and m.protocol is None
+
+
+@pytest.mark.parametrize(
+    ("stream", "stage"),
+    [
+        (b"\x04\x01\x00", "SOCKS4 request"),
+        (b"\x04\x01\x00\x19\x01\x02\x03\x04bo", "SOCKS4 request"),
+        (b"\x05", "SOCKS5 method negotiation"),
+        (b"\x05\x02\x00", "SOCKS5 method negotiation"),
+        (b"\x05\x01\x02\x01\x03bo", "RFC 1929 authentication"),
+        (b"\x05\x01\x00", "SOCKS5 request"),
+        (b"\x05\x01\x00\x05\x01\x00\x03\x0bexam", "SOCKS5 request"),
+    ],
+)
+def test_truncated_request_is_logged_on_connection_lost(stream, stage):
+    m = SocksServer()
+    assert m.receive_data(stream) == []
+    out = m.data_to_send()
+    [ev] = m.connection_lost()
+    assert ev.outcome == "error" and ev.reply == ""
+    assert ev.error.startswith(f"truncated: connection closed during {stage}")
+    assert m.done and m.closing and m.data_to_send() == b""
+    assert out in (b"", b"\x05\x00", b"\x05\x02")
+
+
+def test_truncated_after_auth_keeps_credentials():
+    m = SocksServer()
+    m.receive_data(b"\x05\x01\x02\x01\x01u\x01p")
+    [ev] = m.connection_lost()
+    assert ev.auth == ProxyAuth("userpass", "u", "p")
+
+
+# -- any split of the stream gives the same result --------------------------------------------
+
+STREAMS = [
+    socks4(1, 25, b"\x01\x02\x03\x04") + b"EHLO a\r\nMAIL FROM:<a@b>\r\n",
+    socks4(1, 25, b"\x00\x00\x00\x01", b"user", b"mx.example.org") + b"HELO",
+    socks4(2, 25, b"\x01\x02\x03\x04"),
+    socks4(1, 25, b"\x01\x02\x03\x04", b"u" * 300),
+    b"\x05\x01\x00" + socks5_req(1, 3, b"\x0bexample.com", 25) + b"EHLO a\r\n",
+    b"\x05\x02\x00\x02" + socks5_req(1, 4, bytes(16), 8080),
+    b"\x05\x01\x02\x01\x03bob\x03pwd" + socks5_req(1, 1, b"\x01\x02\x03\x04", 25) + b"QUIT",
+    b"\x05\x01\x00\x05\x09\x00\x01\x01\x02\x03\x04\x00\x19",
+    b"\x05\x01\x00\x05\x01\x00\x07xyz",
+    b"\x05\x01\x02\x01\x05alice\x00",
+    b"\x07garbage",
+]
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+@pytest.mark.parametrize("policy", [None, WEB])
+def test_every_split_gives_the_same_events_and_bytes(stream, policy):
+    whole = run([stream], policy)[:2]
+    assert run([bytes([b]) for b in stream], policy)[:2] == whole
+    for cut in range(len(stream) + 1):
+        assert run([stream[:cut], b"", stream[cut:]], policy)[:2] == whole
+
+
+def test_port_seed_varies_the_bound_port():
+    request = b"\x05\x01\x00" + socks5_req(1, 1, b"\x01\x02\x03\x04", 25)
+    _, out, _ = one(request, port_seed=b"203.0.113.5:40000@1700000000")
+    seeded = ephemeral_port(b"203.0.113.5:40000@1700000000" + request[3:])
+    assert out[-2:] == seeded.to_bytes(2, "big")
+    assert out[-2:] != one(request)[1][-2:]
