@@ -51,8 +51,9 @@ def test_curl_sends_mail_through_every_proxy_kind(sensor, tmp_path, scheme, prot
     user = f"{creds[0]}:{creds[1].replace(':', '%3A')}@" if creds else ""
     proxy = f"{scheme.removesuffix('-auth')}://{user}127.0.0.1:{port}"
     subprocess.run(
-        [curl, "-sS", "--proxy", proxy, "--proxytunnel", "--resolve", "mx.example.org:25:192.0.2.25",
-         "smtp://mx.example.org:25/curl.example", "--mail-from", "s@spam.example",
+        [curl, "-sS", "--proxy", proxy, "--proxytunnel",
+         "--resolve", "mx.example.org:25:192.0.2.25", "smtp://mx.example.org:25/curl.example",
+         "--mail-from", "s@spam.example",
          "--mail-rcpt", "one@example.org", "--mail-rcpt", "two@example.org", "-T", str(body)],
         check=True, timeout=30,
     )  # fmt: skip
