@@ -189,7 +189,9 @@ class SmtpServer:
         require_helo: bool = False,
         date: str = "",
     ) -> None:
-        self.hostname = hostname
+        # The name may come from a client (the host a proxy tunnel asked for): it goes into
+        # replies, so it must not carry a line end or anything but printable ASCII.
+        self.hostname = hostname = reply_text(hostname, 255)
         self.persona = persona or SmtpPersona()
         self.limits = limits or SmtpLimits()
         self.require_helo = require_helo
@@ -229,7 +231,7 @@ class SmtpServer:
         return self.state is State.STORING
 
     def receive_data(self, data: bytes) -> list[SmtpEvent]:
-        if self.state is State.CLOSED:
+        if self.state is State.CLOSED or self.closing:
             return []
         events: list[SmtpEvent] = []
         if self.state is State.DATA:
@@ -265,6 +267,11 @@ class SmtpServer:
 
     def _run(self, events: list[SmtpEvent]) -> None:
         """Handle every complete line in the buffer (RFC 2920 pipelining)."""
+        self._run_lines(events)
+        if self.closing:
+            self._buf = b""  # what follows QUIT or a 421 is never read
+
+    def _run_lines(self, events: list[SmtpEvent]) -> None:
         while not self.closing and self.state not in (State.DATA, State.STORING, State.CLOSED):
             nl = self._buf.find(b"\n")
             if nl < 0:
@@ -418,7 +425,7 @@ class SmtpServer:
             self._error(events, "501 5.5.4 Syntax: VRFY address", "VRFY without address", line)
             return
         # RFC 5321 §3.5.3: 252 "cannot verify, but will accept" — what an open relay says.
-        self._reply(f"252 2.0.0 {decode_client(arg)}"[:512])
+        self._reply(f"252 2.0.0 {reply_text(decode_client(arg), 400)}")
 
     def _cmd_help(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
         self._out.append(_HELP)
@@ -517,7 +524,8 @@ class SmtpServer:
         ends = [i for i in (msg.find(b"\n.\r\n", start), msg.find(b"\n.\n", start)) if i >= 0]
         if not ends:
             limit = self.limits.max_message_size
-            if len(msg) > limit + 1:
+            # Beyond the sentinel and a possible partial terminator (".\r"), msg holds content.
+            if len(msg) > limit + 3:
                 # Past the limit the content is dropped; only a tail is kept to find the end.
                 self._msg_oversize = True
                 del msg[1:-4]
@@ -537,8 +545,8 @@ class SmtpServer:
             self.state = State.READY
             return
         # RFC 5321 §4.5.2: drop the first "." of every line that starts with one.
-        if body.startswith(b"..") or b"\n.." in body:
-            body = (b"\n" + body).replace(b"\n..", b"\n.")[1:]
+        if body.startswith(b".") or b"\n." in body:
+            body = (b"\n" + body).replace(b"\n.", b"\n")[1:]
         txn = self._txn
         events.append(
             MessageReceived(self.helo, txn.mail_from, txn.mail_params, tuple(txn.rcpt_to), body)
@@ -565,6 +573,14 @@ class SmtpServer:
             events.append(Rejected("connect", 421, "errors"))
             self._reply(f"421 4.7.0 {self.hostname} Error: too many errors")
             self.closing = True
+
+
+def reply_text(text: str, limit: int) -> str:
+    """Text safe inside one reply line: printable ASCII only (escapes), at most ``limit``."""
+    ascii_text = text.encode("ascii", "backslashreplace").decode("ascii")
+    if not ascii_text.isprintable():
+        ascii_text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in ascii_text)
+    return ascii_text[:limit]
 
 
 def _after_keyword(arg: bytes, keyword: bytes) -> bytes | None:
