@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 from dataclasses import dataclass, field
 
 from spampot.protocols.common import ClientError, decode_client
@@ -339,12 +340,9 @@ class SmtpServer:
         if not ehlo:
             self._reply(f"250 {self.hostname}")
             return
-        size = self.limits.max_message_size
-        lines = [self.hostname, "PIPELINING", f"SIZE {size}", "VRFY", "ETRN", "AUTH PLAIN LOGIN"]
-        if self.persona.auth_equals:
-            lines.append("AUTH=PLAIN LOGIN")
-        lines += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8"]
-        self._reply("\r\n".join(f"250-{x}" for x in lines[:-1]) + f"\r\n250 {lines[-1]}")
+        self._out.append(
+            _ehlo_reply(self.hostname, self.limits.max_message_size, self.persona.auth_equals)
+        )
 
     def _needs_helo(self, line: bytes, events: list[SmtpEvent]) -> bool:
         if self.state is State.GREETED and self.require_helo:
@@ -573,6 +571,17 @@ class SmtpServer:
             events.append(Rejected("connect", 421, "errors"))
             self._reply(f"421 4.7.0 {self.hostname} Error: too many errors")
             self.closing = True
+
+
+@functools.lru_cache(maxsize=1024)
+def _ehlo_reply(hostname: str, size: int, auth_equals: bool) -> bytes:
+    """The multi-line EHLO reply (RFC 5321 §4.1.1.1); one per name, built once."""
+    lines = [hostname, "PIPELINING", f"SIZE {size}", "VRFY", "ETRN", "AUTH PLAIN LOGIN"]
+    if auth_equals:
+        lines.append("AUTH=PLAIN LOGIN")
+    lines += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8"]
+    text = "\r\n".join(f"250-{x}" for x in lines[:-1]) + f"\r\n250 {lines[-1]}\r\n"
+    return text.encode()
 
 
 def reply_text(text: str, limit: int) -> str:

@@ -6,6 +6,8 @@ import ipaddress
 import re
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                   r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")  # fmt: skip
 
 
 def ip_component(address: str) -> str:
@@ -15,6 +17,8 @@ def ip_component(address: str) -> str:
     it is still normalised so that nothing but digits, hex, dots and dashes reach the path:
     IPv4-mapped IPv6 becomes IPv4 and IPv6 colons become dashes (DESIGN.md).
     """
+    if _IPV4.fullmatch(address):  # the common case, from the kernel: already canonical
+        return address
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:

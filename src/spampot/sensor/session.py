@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,11 +64,18 @@ class SensorContext:
         self.buffer = buffer
         self.writer = writer
         self.sessions: set[SensorSession] = set()
+        # Ids need uniqueness, not secrecy: a generator seeded once per worker costs no
+        # system call per connection (os.urandom would cost two per session).
+        self._ids = random.Random(os.urandom(16))
+        self.pid = os.getpid()
 
+    def session_id(self) -> str:
+        """12 hex digits, as Cowrie's session ids."""
+        return f"{self._ids.getrandbits(48):012x}"
 
-def new_queue_id() -> str:
-    """A Postfix-style short queue id: 10 upper-case hex digits."""
-    return os.urandom(5).hex().upper()
+    def queue_id(self) -> str:
+        """A Postfix-style short queue id: 10 upper-case hex digits."""
+        return f"{self._ids.getrandbits(40):010X}"
 
 
 class SensorSession(asyncio.Protocol):
@@ -109,16 +117,16 @@ class SensorSession(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         self.started = time.monotonic()
+        ctx = self.ctx
         peer = transport.get_extra_info("peername") or ("", 0)
         local = transport.get_extra_info("sockname") or ("", 0)
         self.base = {
-            "session": os.urandom(6).hex(),
+            "session": ctx.session_id(),
             "src_ip": _plain_ip(peer[0]),
             "src_port": peer[1],
             "dst_ip": _plain_ip(local[0]),
             "dst_port": self.port,
         }
-        ctx = self.ctx
         ctx.sessions.add(self)
         ctx.buffer.emit(
             "session.open",
@@ -285,7 +293,7 @@ class SensorSession(asyncio.Protocol):
     def _store(self, msg: MessageReceived) -> None:
         ctx = self.ctx
         now, _ = ctx.buffer.clock.now()
-        queue_id = new_queue_id()
+        queue_id = ctx.queue_id()
         tm = time.gmtime(now)
         day = time.strftime("%Y-%m-%d", tm)
         relpath = (
@@ -308,7 +316,7 @@ class SensorSession(asyncio.Protocol):
             queue_id=queue_id,
             file=relpath,
         )
-        item = SpoolItem(relpath, f"{queue_id}.{os.getpid()}.eml.gz", msg.data)
+        item = SpoolItem(relpath, f"{queue_id}.{ctx.pid}.eml.gz", msg.data)
         if self.transport is not None:
             # No more input until the disk answers: the pipelined rest waits in the kernel.
             self.transport.pause_reading()
