@@ -276,17 +276,17 @@ class SmtpServer:
         while not self.closing and self.state not in (State.DATA, State.STORING, State.CLOSED):
             nl = self._buf.find(b"\n")
             if nl < 0:
-                if len(self._buf) > self.limits.max_line:
+                if len(self._buf) > self.limits.max_line + 1:  # +1: the CR before the LF
                     self._buf = b""
                     self._discarding = True
                 return
             line = self._buf[:nl]
             self._buf = self._buf[nl + 1 :]
+            if line.endswith(b"\r"):  # bare LF is tolerated, as by every real MTA
+                line = line[:-1]
             if len(line) > self.limits.max_line:
                 self._line_too_long(events)
                 continue
-            if line.endswith(b"\r"):  # bare LF is tolerated, as by every real MTA
-                line = line[:-1]
             self._line(line, events)
             if self.state is State.DATA and self._buf:
                 rest, self._buf = self._buf, b""
