@@ -115,19 +115,41 @@ def test_spool_stage_publish_and_crash_leftovers(tmp_path):
     spool = Spool(tmp_path)
     (tmp_path / "tmp").mkdir(parents=True)
     (tmp_path / "tmp" / "half-written.eml.gz").write_bytes(b"\x1f\x8b")
-    assert spool.prepare() == 1
-    tmp = spool.stage(SpoolItem("2027-01-15/25/192.0.2.1/080000-ABC.eml.gz", "ABC.1", b"hi\r\n"))
+    whole = "2027-01-15/25/192.0.2.9/075959-AAAAAAAAAA.eml.gz"
+    staged_whole = spool.stage(SpoolItem(whole, b"acked before the crash\r\n"))
+    cut = "2027-01-15/25/192.0.2.9/075959-BBBBBBBBBB.eml.gz"
+    Path(spool.stage(SpoolItem(cut, b"x" * 5000))).write_bytes(b"\x1f\x8b\x08\x00trunc")
+    assert Path(staged_whole).name == whole.replace("/", "+")
+    # A whole staged message is finished (it may have been acknowledged); the rest removed.
+    assert spool.prepare() == (1, 2)
+    assert not any((tmp_path / "tmp").iterdir())
+    published = tmp_path / "spool" / whole
+    assert gzip.decompress(published.read_bytes()) == b"acked before the crash\r\n"
+    published.unlink()
+
+    relpath = "2027-01-15/25/192.0.2.1/080000-ABC123.eml.gz"
+    tmp = spool.stage(SpoolItem(relpath, b"hi\r\n"))
     assert not list((tmp_path / "spool").rglob("*.eml.gz"))  # nothing visible before publish
-    spool.publish(tmp, "2027-01-15/25/192.0.2.1/080000-ABC.eml.gz")
+    spool.publish(tmp, relpath)
     (path,) = (tmp_path / "spool").rglob("*.eml.gz")
     assert gzip.decompress(path.read_bytes()) == b"hi\r\n"
     # The collector prunes emptied directories; the next message re-creates them.
     path.unlink()
     for d in (path.parent, path.parent.parent, path.parent.parent.parent):
-        d.rmdir()
-    tmp = spool.stage(SpoolItem("2027-01-15/25/192.0.2.1/080001-ABD.eml.gz", "ABD.1", b"x"))
-    spool.publish(tmp, "2027-01-15/25/192.0.2.1/080001-ABD.eml.gz")
+        if d.exists() and not any(d.iterdir()):
+            d.rmdir()
+    relpath = "2027-01-15/25/192.0.2.1/080001-ABD123.eml.gz"
+    spool.publish(spool.stage(SpoolItem(relpath, b"x")), relpath)
     assert len(list((tmp_path / "spool").rglob("*.eml.gz"))) == 1
+
+
+def test_staged_names_that_are_not_messages_are_never_published(tmp_path):
+    spool = Spool(tmp_path)
+    (tmp_path / "tmp").mkdir(parents=True)
+    evil = tmp_path / "tmp" / "..+..+etc+passwd"
+    evil.write_bytes(gzip.compress(b"root"))
+    assert spool.prepare() == (0, 1)
+    assert not (tmp_path / "etc").exists() and not evil.exists()
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ import resource
 import signal
 import socket
 import sys
-import time
 from dataclasses import dataclass
 
 from spampot import __version__
@@ -19,7 +18,7 @@ from spampot.sensor.events import Clock, EventBuffer, EventFile, RotationPolicy
 from spampot.sensor.paths import name_component
 from spampot.sensor.session import SensorContext, SensorSession, SessionSettings
 from spampot.sensor.spool import Spool
-from spampot.sensor.writer import Writer
+from spampot.sensor.writer import Writer, fork_writer
 
 DRAIN_SECONDS = 10.0  # SIGTERM: how long open sessions may take to finish
 
@@ -89,7 +88,7 @@ def run_sensor(config: Config, *, log: object = sys.stderr) -> int:
     """Run the sensor until SIGTERM/SIGINT; returns the exit status."""
     raise_fd_limit()
     spool = Spool(config.data_dir, config.spool.compress_level)
-    removed = spool.prepare()
+    published, removed = spool.prepare()
     workers = config.sensor.workers
     per_worker, errors = bind_listeners(config, workers)
     for error in errors:
@@ -103,7 +102,14 @@ def run_sensor(config: Config, *, log: object = sys.stderr) -> int:
     if not per_worker[0]:
         print("spampot: no port could be bound", file=log)
         return 2
-    detail = f"removed {removed} leftover file(s) from tmp/" if removed else ""
+    detail = "; ".join(
+        text
+        for count, text in (
+            (published, f"published {published} whole staged message(s) left in tmp/"),
+            (removed, f"removed {removed} partial file(s) from tmp/"),
+        )
+        if count
+    )
     if workers == 1:
         return _worker_main(config, spool, per_worker[0], 0, errors, detail)
     return _supervise(config, spool, per_worker, errors, detail)
@@ -163,32 +169,37 @@ def _worker_main(
     errors: list[str],
     detail: str,
 ) -> int:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.run(_serve(config, spool, listeners, worker, errors, detail))
-    return uvloop.run(_serve(config, spool, listeners, worker, errors, detail))
-
-
-async def _serve(
-    config: Config,
-    spool: Spool,
-    listeners: list[Listener],
-    worker: int,
-    errors: list[str],
-    detail: str,
-) -> int:
-    loop = asyncio.get_running_loop()
     sensor = config.sensor_name
-    clock = Clock()
-    buffer = EventBuffer(sensor, clock)
     event_file = EventFile(
         config.data_dir,
         name_component(sensor),
         RotationPolicy(config.events.rotate_bytes, config.spool.compress_level),
         worker,
     )
-    event_file.open(time.time())
+    # Forked before the event loop exists: a fork must not inherit a running loop or threads.
+    writer_pid, writer_sock = fork_writer(
+        spool, event_file, config.spool.fsync, [listener.sock for listener in listeners]
+    )
+    serve = _serve(config, listeners, worker, errors, detail, writer_pid, writer_sock)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(serve)
+    return uvloop.run(serve)
+
+
+async def _serve(
+    config: Config,
+    listeners: list[Listener],
+    worker: int,
+    errors: list[str],
+    detail: str,
+    writer_pid: int,
+    writer_sock: socket.socket,
+) -> int:
+    loop = asyncio.get_running_loop()
+    sensor = config.sensor_name
+    buffer = EventBuffer(sensor, Clock())
     sensor_base = {
         "session": None,
         "src_ip": None,
@@ -196,12 +207,20 @@ async def _serve(
         "dst_ip": None,
         "dst_port": None,
     }
+    stop = asyncio.Event()
+    status = 0
 
     def writer_error(text: str) -> None:
         buffer.emit("sensor.error", sensor_base, f"Storage error: {text}", detail=text)
 
-    writer = Writer(
-        loop, spool, event_file, buffer, fsync=config.spool.fsync, on_error=writer_error
+    def writer_lost() -> None:
+        nonlocal status
+        print("spampot: the writer process died; stopping", file=sys.stderr)
+        status = 1
+        stop.set()
+
+    writer = await Writer.start(
+        loop, writer_sock, buffer, writer_pid, on_error=writer_error, on_lost=writer_lost
     )
     settings = SessionSettings(
         sensor=sensor,
@@ -238,12 +257,9 @@ async def _serve(
     if worker == 0:
         print(f"spampot: sensor {sensor} listening on {', '.join(labels)}", file=sys.stderr)
 
-    stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(
-        signal.SIGHUP, lambda: writer.run_in_thread(lambda: event_file.reopen(time.time()))
-    )
+    loop.add_signal_handler(signal.SIGHUP, writer.reopen)
     flusher = asyncio.create_task(_flush_every(writer, config.events.flush_interval))
     await stop.wait()
 
@@ -260,9 +276,8 @@ async def _serve(
         await asyncio.sleep(0.01)
     buffer.emit("sensor.stop", sensor_base, "Sensor stopping", version=__version__, worker=worker)
     flusher.cancel()
-    await writer.drain()
-    writer.close()
-    return 0
+    await writer.close()
+    return status
 
 
 async def _flush_every(writer: Writer, interval: float) -> None:

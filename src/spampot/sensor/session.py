@@ -67,7 +67,6 @@ class SensorContext:
         # Ids need uniqueness, not secrecy: a generator seeded once per worker costs no
         # system call per connection (os.urandom would cost two per session).
         self._ids = random.Random(os.urandom(16))
-        self.pid = os.getpid()
 
     def session_id(self) -> str:
         """12 hex digits, as Cowrie's session ids."""
@@ -316,7 +315,7 @@ class SensorSession(asyncio.Protocol):
             queue_id=queue_id,
             file=relpath,
         )
-        item = SpoolItem(relpath, f"{queue_id}.{ctx.pid}.eml.gz", msg.data)
+        item = SpoolItem(relpath, msg.data)
         if self.transport is not None:
             # No more input until the disk answers: the pipelined rest waits in the kernel.
             self.transport.pause_reading()

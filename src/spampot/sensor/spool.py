@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,32 @@ class SpoolItem:
     """A message to store; ``relpath`` is relative to the spool dir, already made safe."""
 
     relpath: str
-    tmpname: str
     data: bytes
+
+
+# What the writer names a message: <date>/<port>/<ip>/<HHMMSS>-<queue id>.eml.gz. Staged files
+# carry the same path with "+" for "/", so that a start after a crash can finish their rename.
+_RELPATH = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}/[0-9]{1,5}/[0-9A-Za-z._-]{1,80}/[0-9]{6}-[0-9A-F]{6,20}\.eml\.gz"
+)
+
+
+def staged_name(relpath: str) -> str:
+    return relpath.replace("/", "+")
+
+
+def is_complete_gzip(path: str | os.PathLike[str]) -> bool:
+    """True when the file is one whole gzip member: its CRC-32 and length check out."""
+    decomp = zlib.decompressobj(31)
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 16):
+                decomp.decompress(chunk, 1 << 16)
+                while decomp.unconsumed_tail:
+                    decomp.decompress(decomp.unconsumed_tail, 1 << 16)
+    except (OSError, zlib.error):
+        return False
+    return decomp.eof and not decomp.unused_data
 
 
 class Spool:
@@ -51,20 +76,35 @@ class Spool:
         self.compress_level = compress_level
         self._made: set[str] = set()
 
-    def prepare(self) -> int:
-        """Create the directories and remove what a crash left in ``tmp/``; returns how many."""
+    def prepare(self) -> tuple[int, int]:
+        """Create the directories and settle what a crash left in ``tmp/``.
+
+        A staged message that is a whole gzip file was synced before its rename may have been
+        acknowledged (the rename is made durable by the next batch's sync, or here): it is
+        published. Anything else in ``tmp/`` was in flight and is removed. Returns
+        (published, removed).
+        """
         for d in (self.spool_dir, self.tmp_dir, self.spool_dir / "events"):
             d.mkdir(parents=True, exist_ok=True)
-        removed = 0
+        published = removed = 0
         for leftover in self.tmp_dir.iterdir():
-            if leftover.is_file() or leftover.is_symlink():
+            relpath = leftover.name.replace("+", "/")
+            if (
+                leftover.is_file()
+                and not leftover.is_symlink()
+                and _RELPATH.fullmatch(relpath)
+                and is_complete_gzip(leftover)
+            ):
+                self.publish(str(leftover), relpath)
+                published += 1
+            elif leftover.is_file() or leftover.is_symlink():
                 leftover.unlink()
                 removed += 1
-        return removed
+        return published, removed
 
     def stage(self, item: SpoolItem) -> str:
         """Write the compressed message under ``tmp/``; returns the temporary path."""
-        tmp = os.path.join(self.tmp_dir, item.tmpname)
+        tmp = os.path.join(self.tmp_dir, staged_name(item.relpath))
         blob = gzip_bytes(item.data, self.compress_level)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
@@ -79,21 +119,25 @@ class Spool:
         os.close(fd)
         return tmp
 
-    def publish(self, tmp: str, relpath: str) -> None:
-        """Rename a staged file into ``spool/``: from here on the collector may take it."""
-        final = os.path.join(self.spool_dir, relpath)
-        parent = os.path.dirname(final)
+    def make_parent(self, relpath: str) -> None:
+        """Create the message's directory (before the batch's sync, so it is durable too)."""
+        parent = os.path.dirname(os.path.join(self.spool_dir, relpath))
         if parent not in self._made:
             if len(self._made) >= 10_000:  # bounded memory: a day's worth of client dirs
                 self._made.clear()
             os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
+
+    def publish(self, tmp: str, relpath: str) -> None:
+        """Rename a staged file into ``spool/``: from here on the collector may take it."""
+        final = os.path.join(self.spool_dir, relpath)
+        self.make_parent(relpath)
         try:
             os.rename(tmp, final)
         except FileNotFoundError:
             # The collector prunes emptied directories (rsync --remove-source-files), so a
             # directory made earlier may be gone: make it again.
-            os.makedirs(parent, exist_ok=True)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
             os.rename(tmp, final)
 
     def discard(self, tmp: str) -> None:
