@@ -7,6 +7,7 @@ paper's Table 1. Unknown keys are errors: a typo must not silently leave a defau
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import socket
 import tomllib
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import Any
 
 from spampot.protocols.proxy import ProxyPolicy
 from spampot.protocols.smtp import SmtpLimits, SmtpPersona
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # The paper's Table 1 (DESIGN.md "Default ports").
 TABLE1_SMTP = (25,)
@@ -43,6 +46,10 @@ class SensorSection:
     allow_partial_bind: bool = False
     workers: int = 1
     listen_backlog: int = 1024
+    # HAProxy PROXY protocol v1/v2 before the client's bytes, accepted only from these
+    # networks (a front end, NAT helper or the traffic simulator on loopback).
+    proxy_protocol: bool = False
+    proxy_protocol_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +145,13 @@ class Config:
     def data_dir(self) -> Path:
         return Path(self.sensor.data_dir)
 
+    @property
+    def trusted_proxies(self) -> tuple[IPNetwork, ...]:
+        """Networks whose PROXY headers are believed; empty when the protocol is off."""
+        if not self.sensor.proxy_protocol:
+            return ()
+        return tuple(ipaddress.ip_network(n, strict=False) for n in self.sensor.proxy_protocol_from)
+
     def listeners(self) -> list[tuple[int, str]]:
         """(port, role) for every port that listens; role is "smtp" or "proxy"."""
         roles = {port: "smtp" for port in self.ports.smtp}
@@ -228,6 +242,10 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         raise ConfigError("sensor.workers must be at least 1")
     if not 0 <= config.spool.compress_level <= 9:
         raise ConfigError("spool.compress_level must be 0..9")
+    try:
+        config.trusted_proxies  # noqa: B018 - validates the networks
+    except ValueError as exc:
+        raise ConfigError(f"sensor.proxy_protocol_from: {exc}") from exc
     try:
         config.proxy.policy  # noqa: B018 - validates non_smtp and public_address
     except ValueError as exc:

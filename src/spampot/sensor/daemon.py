@@ -229,6 +229,7 @@ async def _serve(
         limits=config.smtp.limits,
         require_helo=config.smtp.require_helo,
         proxy=config.proxy.policy,
+        trusted_proxies=config.trusted_proxies,
     )
     ctx = SensorContext(settings, buffer, writer)
     servers = []

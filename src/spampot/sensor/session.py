@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import os
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from spampot.config import IPNetwork
 from spampot.personas import choose_persona
 from spampot.protocols.common import ClientError, printable
 from spampot.protocols.detect import ProxyServer
@@ -27,6 +29,7 @@ from spampot.protocols.proxy import (
     ProxyRequest,
     WebRequest,
 )
+from spampot.protocols.proxy_protocol import ProxyHeaderError, ProxyHeaderParser
 from spampot.protocols.smtp import (
     AuthAttempt,
     MessageReceived,
@@ -54,6 +57,7 @@ class SessionSettings:
     limits: SmtpLimits
     require_helo: bool
     proxy: ProxyPolicy = field(default_factory=ProxyPolicy)
+    trusted_proxies: tuple[IPNetwork, ...] = ()  # PROXY protocol accepted from these
 
 
 class SensorContext:
@@ -85,6 +89,7 @@ class SensorSession(asyncio.Protocol):
         "bytes_in",
         "bytes_out",
         "ctx",
+        "header",
         "machine",
         "port",
         "reason",
@@ -102,6 +107,7 @@ class SensorSession(asyncio.Protocol):
         self.role = role
         self.transport: asyncio.Transport | None = None
         self.machine: Machine | None = None
+        self.header: ProxyHeaderParser | None = None
         self.base: dict[str, Any] = {}
         self.bytes_in = 0
         self.bytes_out = 0
@@ -127,10 +133,18 @@ class SensorSession(asyncio.Protocol):
             "dst_port": self.port,
         }
         ctx.sessions.add(self)
+        if ctx.settings.trusted_proxies and _trusted(self.base["src_ip"], ctx.settings):
+            self.header = ProxyHeaderParser()  # the session starts once the header is read
+            return
+        self._open()
+
+    def _open(self) -> None:
+        ctx = self.ctx
+        base = self.base
         ctx.buffer.emit(
             "session.open",
-            self.base,
-            f"New connection: {peer[0]}:{peer[1]} ({local[0]}:{self.port})",
+            base,
+            f"New connection: {base['src_ip']}:{base['src_port']} ({base['dst_ip']}:{self.port})",
         )
         s = ctx.settings
         if self.role == "proxy":
@@ -150,11 +164,45 @@ class SensorSession(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
-        machine = self.machine
-        if machine is None:
-            return
         self.bytes_in += len(data)
-        self._handle(machine.receive_data(data))
+        if self.header is not None:
+            data = self._proxy_header(data)
+            if not data:
+                return
+        machine = self.machine
+        if machine is not None:
+            self._handle(machine.receive_data(data))
+
+    def _proxy_header(self, data: bytes) -> bytes:
+        """Read the trusted front end's PROXY header; returns the bytes after it."""
+        header = self.header
+        assert header is not None
+        try:
+            if not header.receive_data(data):
+                return b""
+        except ProxyHeaderError as exc:
+            self.ctx.buffer.emit(
+                "session.error",
+                self.base,
+                f"Bad PROXY header from a trusted front end: {exc}",
+                error=str(exc),
+            )
+            self.header = None
+            self.reason = "bad proxy header"
+            if self.transport is not None:
+                self.transport.close()
+            return b""
+        self.header = None
+        real = header.result
+        assert real is not None
+        if real.src_ip is not None:
+            # The front end's own address is kept: it is what the socket saw.
+            self.base["proxied_by"] = self.base["src_ip"]
+            self.base["src_ip"] = _plain_ip(real.src_ip)
+            self.base["src_port"] = real.src_port
+            self.base["dst_ip"] = real.dst_ip
+        self._open()
+        return header.rest
 
     def eof_received(self) -> bool:
         return False
@@ -165,6 +213,11 @@ class SensorSession(asyncio.Protocol):
         ctx = self.ctx
         ctx.sessions.discard(self)
         machine = self.machine
+        if machine is None:
+            # A trusted front end's connection that never carried a client (a health check,
+            # or a bad header, logged as session.error): no session to close.
+            self.transport = None
+            return
         if isinstance(machine, ProxyServer | WebServer):
             # A handshake cut short is logged as an "error" request (truncated).
             for event in machine.connection_lost():
@@ -351,6 +404,14 @@ class SensorSession(asyncio.Protocol):
             self.bytes_out += len(reply)
             transport.write(reply)
         transport.close()
+
+
+def _trusted(address: str, settings: SessionSettings) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in settings.trusted_proxies)
 
 
 def _plain_ip(address: str) -> str:

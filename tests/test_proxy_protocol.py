@@ -1,0 +1,136 @@
+"""HAProxy PROXY protocol v1/v2: the parser alone, and a sensor that trusts loopback."""
+
+from __future__ import annotations
+
+import gzip
+import smtplib
+import socket
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spampot.protocols.proxy_protocol import (
+    V2_SIGNATURE,
+    ProxiedAddress,
+    ProxyHeaderError,
+    ProxyHeaderParser,
+)
+
+
+def v2(src: str, dst: str, sport: int, dport: int, command: int = 1) -> bytes:
+    if ":" in src:
+        body = socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+        fam = 0x21
+    else:
+        body = socket.inet_aton(src) + socket.inet_aton(dst)
+        fam = 0x11
+    body += struct.pack("!HH", sport, dport)
+    return V2_SIGNATURE + bytes([0x20 | command, fam]) + struct.pack("!H", len(body)) + body
+
+
+def parse(data: bytes, step: int = 0) -> ProxyHeaderParser:
+    parser = ProxyHeaderParser()
+    chunks = [data[i : i + step] for i in range(0, len(data), step)] if step else [data]
+    for i, chunk in enumerate(chunks):
+        if parser.receive_data(chunk):
+            # What the adapter feeds the next machine: the rest, then the later reads.
+            parser.rest += b"".join(chunks[i + 1 :])
+            return parser
+    raise AssertionError("header never completed")
+
+
+@pytest.mark.parametrize("step", [0, 1, 5])
+def test_v1_and_v2_headers_give_the_real_client(step):
+    line = b"PROXY TCP4 198.51.100.7 192.0.2.10 40000 25\r\nEHLO x\r\n"
+    p = parse(line, step)
+    assert p.result == ProxiedAddress("198.51.100.7", 40000, "192.0.2.10", 25, 1)
+    assert p.rest.startswith(b"EHLO")
+    p = parse(v2("2001:db8::7", "2001:db8::1", 5555, 1080) + b"\x05\x01\x00", step)
+    assert p.result == ProxiedAddress("2001:db8::7", 5555, "2001:db8::1", 1080, 2)
+    assert p.rest == b"\x05\x01\x00"
+    assert parse(b"PROXY UNKNOWN\r\n").result == ProxiedAddress(None, None, None, None, 1)
+    assert parse(v2("0.0.0.0", "0.0.0.0", 0, 0, command=0)).result.src_ip is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"PROXY TCP4 198.51.100.7 192.0.2.10 40000\r\n",
+        b"PROXY TCP4 ::1 192.0.2.10 1 2\r\n",
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 1 99999\r\n",
+        b"PROXY TCP9 1.2.3.4 5.6.7.8 1 2\r\n",
+        b"PROXY " + b"9" * 200,
+        b"EHLO x\r\n",
+        b"\r\n\r\n\x00\r\nQUIX\n\x21\x11\x00\x0c",
+        V2_SIGNATURE + b"\x21\x11\xff\xff",
+    ],
+)
+def test_bad_headers_are_refused(bad):
+    with pytest.raises(ProxyHeaderError):
+        ProxyHeaderParser().receive_data(bad)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=300), st.integers(1, 50))
+def test_arbitrary_bytes_only_raise_the_protocol_error(data, step):
+    parser = ProxyHeaderParser()
+    try:
+        for i in range(0, len(data), step):
+            if parser.receive_data(data[i : i + step]):
+                break
+    except ProxyHeaderError:
+        return
+    assert len(parser._buf) <= 16 + 2048
+
+
+def test_sensor_records_the_address_behind_a_trusted_front_end(sensor_factory):
+    sensor = sensor_factory(extra="", start=False)
+    text = sensor.config_path.read_text().replace(
+        "[sensor]", '[sensor]\nproxy_protocol = true\nproxy_protocol_from = ["127.0.0.1/32"]'
+    )
+    sensor.config_path.write_text(text)
+    sensor.start(wait=False)
+    import time
+
+    from conftest import wait_banner
+
+    # With the protocol on, a connection that sends nothing gets nothing: probe on ::1, which
+    # is not trusted here and so is served directly.
+    wait_banner(sensor.smtp_port, host="::1")
+    sock = socket.create_connection(("127.0.0.1", sensor.smtp_port), timeout=10)
+    sock.sendall(b"PROXY TCP4 203.0.113.9 192.0.2.10 51000 25\r\n")
+    client = smtplib.SMTP(timeout=10)
+    client.sock = sock
+    client.file = None
+    assert client.getreply()[0] == 220
+    client.sendmail("a@spam.example", ["v@example.org"], b"Subject: x\r\n\r\nhi\r\n")
+    client.quit()
+    # Through the proxy emulator too, with a v2 header.
+    with socket.create_connection(("127.0.0.1", sensor.ports["socks"]), timeout=10) as s:
+        s.sendall(v2("2001:db8::9", "2001:db8::1", 6000, 1080) + b"\x05\x01\x00")
+        assert s.recv(2) == b"\x05\x00"
+    # An untrusted client's PROXY line is just a bad SMTP command.
+    with socket.create_connection(("::1", sensor.smtp_port), timeout=10) as s:
+        s.recv(512)
+        s.sendall(b"PROXY TCP4 6.6.6.6 192.0.2.10 1 25\r\n")
+        assert s.recv(512).startswith(b"502")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        events = sensor.events()
+        if sum(e["eventid"] == "spampot.smtp.error" for e in events) and any(
+            e["eventid"] == "spampot.session.close" and e["src_ip"] == "2001:db8::9" for e in events
+        ):
+            break
+        time.sleep(0.1)
+    (msg,) = [e for e in events if e["eventid"] == "spampot.smtp.message"]
+    assert msg["src_ip"] == "203.0.113.9" and msg["src_port"] == 51000
+    assert msg["proxied_by"] == "127.0.0.1" and msg["dst_ip"] == "192.0.2.10"
+    assert msg["file"].split("/")[2] == "203.0.113.9"
+    assert gzip.decompress((sensor.data_dir / "spool" / msg["file"]).read_bytes()).endswith(
+        b"hi\r\n"
+    )
+    opened = {e["src_ip"] for e in events if e["eventid"] == "spampot.session.open"}
+    assert {"203.0.113.9", "2001:db8::9", "::1"} <= opened
+    assert "6.6.6.6" not in opened
