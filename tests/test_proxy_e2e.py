@@ -165,3 +165,42 @@ def test_judge_page_echoes_headers_without_revealing_the_proxy(sensor):
     assert b"HTTP_USER_AGENT = checker/1.0" in body
     for leak in (b"VIA", b"X_FORWARDED_FOR", b"PROXY_CONNECTION", b"127.0.0.1"):
         assert leak not in body
+
+
+def test_non_smtp_web_policy_answers_inside_the_tunnel(sensor_factory):
+    sensor = sensor_factory(extra='[proxy]\nnon_smtp = "web"\n')
+    reply = exchange(
+        sensor.ports["http"],
+        b"CONNECT www.example.org:80 HTTP/1.1\r\n\r\nGET /index.html HTTP/1.1\r\n"
+        b"Host: www.example.org\r\n\r\n",
+    )
+    assert reply.startswith(b"HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200 OK\r\n")
+    reply = exchange(sensor.ports["http"], b"CONNECT www.example.org:443 HTTP/1.1\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 403")  # no TLS is emulated: still refused
+    events = sensor.wait_events(
+        lambda ev: (
+            any(e["eventid"] == "spampot.web.request" for e in ev)
+            and sum(e["eventid"] == "spampot.proxy.request" for e in ev) >= 2
+        )
+    )
+    first, second = [e for e in events if e["eventid"] == "spampot.proxy.request"]
+    assert (first["outcome"], first["target_port"]) == ("other", 80)
+    assert (second["outcome"], second["target_port"]) == ("other", 443)
+    (web,) = [e for e in events if e["eventid"] == "spampot.web.request"]
+    assert web["method"] == "GET" and web["path"] == "/index.html"
+    assert web["host"] == "www.example.org" and web["session"] == first["session"]
+
+
+def test_persona_is_stable_per_pair_and_differs_between_sensors():
+    from spampot.personas import choose_persona
+
+    hosts = [f"mx{i}.example{i}.org" for i in range(30)]
+    a = [choose_persona("sensor-a", "198.51.100.7", h) for h in hosts]
+    assert a == [choose_persona("sensor-a", "198.51.100.7", h) for h in hosts]
+    b = [choose_persona("sensor-b", "198.51.100.7", h) for h in hosts]
+    assert [p for _, p in a] != [p for _, p in b]
+    assert {name for name, _ in a} == set(hosts)  # a requested name is the banner's name
+    name, _ = choose_persona("sensor-a", "198.51.100.7", "192.0.2.25")
+    assert name and "192.0.2.25" not in name
+    name, _ = choose_persona("sensor-a", "198.51.100.7", "evil\r\n250 forged")
+    assert "\n" not in name and "\r" not in name
