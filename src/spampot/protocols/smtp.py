@@ -118,6 +118,9 @@ def split_path(arg: bytes) -> tuple[bytes, bytes] | None:
     if arg[:1] != b"<":
         path, _, params = arg.partition(b" ")
         return path, params.strip()
+    if b'"' not in arg:  # the common case: no quoted local part can hide a ">"
+        end = arg.find(b">")
+        return None if end < 0 else (arg[1:end], arg[end + 1 :].strip())
     quoted = False
     i = 1
     while i < len(arg):
@@ -217,9 +220,12 @@ class SmtpServer:
     # --- the adapter's interface ------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
 
     @property
     def buffered(self) -> int:
@@ -374,7 +380,7 @@ class SmtpServer:
             return
         self._txn = _Transaction(decode_client(address), decode_client(params))
         self.state = State.MAIL
-        self._reply("250 2.1.0 Ok")
+        self._out.append(b"250 2.1.0 Ok\r\n")
 
     def _cmd_rcpt(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
         if self.state not in (State.MAIL, State.RCPT):
@@ -395,7 +401,7 @@ class SmtpServer:
             return
         txn.rcpt_to.append(decode_client(path[0]))
         self.state = State.RCPT
-        self._reply("250 2.1.5 Ok")
+        self._out.append(b"250 2.1.5 Ok\r\n")
 
     def _cmd_data(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
         if self.state is not State.RCPT:
@@ -407,16 +413,16 @@ class SmtpServer:
         self._msg = bytearray(b"\n")
         self._scanned = 0
         self._msg_oversize = False
-        self._reply("354 End data with <CR><LF>.<CR><LF>")
+        self._out.append(b"354 End data with <CR><LF>.<CR><LF>\r\n")
 
     def _cmd_rset(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
         self._txn = _Transaction()
         if self.state in (State.MAIL, State.RCPT):
             self.state = State.READY
-        self._reply("250 2.0.0 Ok")
+        self._out.append(b"250 2.0.0 Ok\r\n")
 
     def _cmd_noop(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
-        self._reply("250 2.0.0 Ok")
+        self._out.append(b"250 2.0.0 Ok\r\n")
 
     def _cmd_vrfy(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
         if not arg:
@@ -430,7 +436,7 @@ class SmtpServer:
 
     def _cmd_quit(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
         events.append(Quit())
-        self._reply("221 2.0.0 Bye")
+        self._out.append(b"221 2.0.0 Bye\r\n")
         self.closing = True
 
     def _cmd_auth(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:

@@ -91,6 +91,7 @@ class SensorSession(asyncio.Protocol):
         "ctx",
         "header",
         "machine",
+        "paused",
         "port",
         "reason",
         "role",
@@ -108,6 +109,7 @@ class SensorSession(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.machine: Machine | None = None
         self.header: ProxyHeaderParser | None = None
+        self.paused = False
         self.base: dict[str, Any] = {}
         self.bytes_in = 0
         self.bytes_out = 0
@@ -170,8 +172,16 @@ class SensorSession(asyncio.Protocol):
             if not data:
                 return
         machine = self.machine
-        if machine is not None:
-            self._handle(machine.receive_data(data))
+        if machine is None:
+            return
+        self._handle(machine.receive_data(data))
+        if isinstance(machine, SmtpServer) and machine.waiting and machine.buffered:
+            # The client pipelined past a message still waiting for the disk: read no more
+            # until it is answered, so the backlog stays in the kernel, not in our memory.
+            # (Most clients wait for the 250; they cost no pause/resume system calls.)
+            self.paused = True
+            if self.transport is not None:
+                self.transport.pause_reading()
 
     def _proxy_header(self, data: bytes) -> bytes:
         """Read the trusted front end's PROXY header; returns the bytes after it."""
@@ -368,18 +378,15 @@ class SensorSession(asyncio.Protocol):
             queue_id=queue_id,
             file=relpath,
         )
-        item = SpoolItem(relpath, msg.data)
-        if self.transport is not None:
-            # No more input until the disk answers: the pipelined rest waits in the kernel.
-            self.transport.pause_reading()
-        ctx.writer.store(item, line, lambda ok: self._stored(ok, queue_id))
+        ctx.writer.store(SpoolItem(relpath, msg.data), line, lambda ok: self._stored(ok, queue_id))
 
     def _stored(self, ok: bool, queue_id: str) -> None:
         machine = self.machine
         if not isinstance(machine, SmtpServer) or self.transport is None:
             return  # the client left; the message is stored (or not) all the same
         self._handle(machine.message_stored(queue_id) if ok else machine.message_deferred())
-        if self.transport is not None and not machine.waiting and not machine.closing:
+        if self.paused and self.transport is not None and not machine.waiting:
+            self.paused = False
             self.transport.resume_reading()
 
     def _flush(self) -> None:

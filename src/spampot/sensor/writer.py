@@ -19,13 +19,16 @@ import asyncio
 import contextlib
 import os
 import pickle
+import queue
 import select
 import signal
 import socket
 import struct
+import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from spampot.sensor.events import EventBuffer, EventFile
@@ -214,8 +217,28 @@ class Writer(asyncio.Protocol):
 # --- writer-process side --------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class _Batch:
+    """What the staging stage hands the sync stage."""
+
+    messages: list[tuple]  # ("msg", id, relpath, data, line) records
+    staged: dict[int, str]  # message id -> staged path
+    syncs: list[int]  # drain tokens to answer once everything before them is answered
+    error: str | None
+
+
 class WriterProcess:
-    """The loop of the writer process: read frames, commit them as one batch, answer."""
+    """The writer process: a two-stage pipeline.
+
+    The staging stage (the main thread) reads frames, writes each message to ``tmp/`` and
+    appends the event lines. The sync stage (a thread) syncs the filesystem once for every
+    batch staged meanwhile, renames the messages into ``spool/`` and answers. While one
+    batch is being synced the next is being staged, so a message waits for at most one sync
+    besides its own staging. After the sync both the message and its event are durable; the
+    rename is in the page cache, visible to any reader at once, and made durable by the next
+    sync, or else finished by the next start (Spool.prepare publishes every whole staged
+    message it finds).
+    """
 
     def __init__(self, sock: socket.socket, spool: Spool, event_file: EventFile, fsync: bool):
         self.sock = sock
@@ -225,20 +248,27 @@ class WriterProcess:
         self._reader = _FrameReader()
         self._unwritten: list[bytes] = []
         self._sync_fd = os.open(spool.data_dir, os.O_RDONLY)
+        self._batches: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
 
     def run(self) -> None:
         self.sock.setblocking(False)
-        closing = False
-        while not closing:
-            ready, _, _ = select.select([self.sock], [], [], IDLE_TICK)
-            records: list[tuple] = []
-            eof = False
-            if ready:
-                eof = self._read_available(records)
-            closing = eof or any(r[0] == "close" for r in records)
-            self._commit(records)
-        self.event_file.close()
-        os.close(self._sync_fd)
+        syncer = threading.Thread(target=self._sync_stage, name="spampot-sync")
+        syncer.start()
+        try:
+            closing = False
+            while not closing:
+                ready, _, _ = select.select([self.sock], [], [], IDLE_TICK)
+                records: list[tuple] = []
+                eof = False
+                if ready:
+                    eof = self._read_available(records)
+                closing = eof or any(r[0] == "close" for r in records)
+                self._stage(records)
+        finally:
+            self._batches.put(None)
+            syncer.join()
+            self.event_file.close()
+            os.close(self._sync_fd)
 
     def _read_available(self, records: list[tuple]) -> bool:
         """Append every frame already sent; True at end of stream (the event loop is gone)."""
@@ -252,21 +282,11 @@ class WriterProcess:
             for frame in self._reader.feed(data):
                 records.extend(frame)
 
-    def _commit(self, records: list[tuple]) -> None:
-        """One batch, one filesystem sync.
-
-        Stage every message (and its directory), append the event lines, sync, rename into
-        ``spool/``, answer. After the sync both the message and its event are durable; the
-        rename is in the page cache, visible to any reader at once, and made durable by the
-        next batch's sync, or else finished by the next start (Spool.prepare publishes every
-        whole staged message it finds).
-        """
+    def _stage(self, records: list[tuple]) -> None:
         messages = [r for r in records if r[0] == "msg"]
-        stored: dict[int, bool] = {}
         error: str | None = None
         staged: dict[int, str] = {}
         for _, msg_id, relpath, data, _line in messages:
-            stored[msg_id] = False
             try:
                 self.spool.make_parent(relpath)
                 staged[msg_id] = self.spool.stage(SpoolItem(relpath, data))
@@ -287,34 +307,57 @@ class WriterProcess:
             error = f"event log: {exc}"
             # Kept for the next batch: the log will hold every line once space returns.
             self._unwritten = out[-MAX_LINES_KEPT:]
-        try:
-            if staged and self.fsync:
-                syncfs(self._sync_fd)
-        except OSError as exc:
-            error = f"sync: {exc}"
-            for tmp in staged.values():
-                self.spool.discard(tmp)
-            staged = {}
-        for _, msg_id, relpath, _data, _line in messages:
-            tmp = staged.get(msg_id)
-            if tmp is None:
-                continue
-            try:
-                self.spool.publish(tmp, relpath)
-                stored[msg_id] = True
-            except OSError as exc:
-                # Left in tmp/ as a whole file: the next start publishes it.
-                error = f"publishing {relpath}: {exc}"
         for record in records:
             if record[0] == "reopen":
                 with contextlib.suppress(OSError):
                     self.event_file.reopen(time.time())
+        syncs = [r[1] for r in records if r[0] == "sync"]
+        if messages or syncs or error is not None:
+            self._batches.put(_Batch(messages, staged, syncs, error))
+
+    def _sync_stage(self) -> None:
+        done = False
+        while not done:
+            batches: list[_Batch] = []
+            item = self._batches.get()
+            while item is not None:
+                batches.append(item)
+                try:
+                    item = self._batches.get_nowait()
+                except queue.Empty:
+                    break
+            done = item is None
+            if batches:
+                self._sync_and_publish(batches)
+
+    def _sync_and_publish(self, batches: list[_Batch]) -> None:
+        error = next((b.error for b in reversed(batches) if b.error is not None), None)
+        sync_failed = False
+        if self.fsync and any(b.staged for b in batches):
+            try:
+                syncfs(self._sync_fd)
+            except OSError as exc:
+                error, sync_failed = f"sync: {exc}", True
+        stored: list[tuple[int, bool]] = []
+        for batch in batches:
+            for _, msg_id, relpath, _data, _line in batch.messages:
+                tmp = batch.staged.get(msg_id)
+                ok = False
+                if tmp is not None and sync_failed:
+                    self.spool.discard(tmp)
+                elif tmp is not None:
+                    try:
+                        self.spool.publish(tmp, relpath)
+                        ok = True
+                    except OSError as exc:
+                        # Left in tmp/ as a whole file: the next start publishes it.
+                        error = f"publishing {relpath}: {exc}"
+                stored.append((msg_id, ok))
         answers: list[tuple] = []
-        if messages or error is not None:
-            answers.append(("acks", list(stored.items()), error))
-        answers += [("synced", r[1]) for r in records if r[0] == "sync"]
-        if answers:
-            self._send(b"".join(_frame(a) for a in answers))
+        if stored or error is not None:
+            answers.append(("acks", stored, error))
+        answers += [("synced", token) for b in batches for token in b.syncs]
+        self._send(b"".join(_frame(a) for a in answers))
 
     def _send(self, data: bytes) -> None:
         view = memoryview(data)
