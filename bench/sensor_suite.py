@@ -71,7 +71,8 @@ socks = [{ports["socks"]}]
 def idle_run(args: argparse.Namespace, mode: str, port: int, pid: int, out: Path) -> dict:
     cmd = [sys.executable, str(IDLE), "--host", args.host, "--port", str(port),
            "--pid", str(pid), "--count", str(args.idle), "--mode", mode, "--probe",
-           "--probe-via", "socks5", "--probe-port", str(args.socks_port), "--json-out", str(out)]  # fmt: skip
+           "--probe-via", "socks5", "--probe-port", str(args.socks_port),
+           "--json-out", str(out)]  # fmt: skip
     print("[idle] " + " ".join(cmd), file=sys.stderr, flush=True)
     subprocess.run(cmd, timeout=300, check=False)
     return json.loads(out.read_text())
