@@ -2,7 +2,7 @@
 
 Field names follow Cowrie's JSON log (dotted ``eventid``), so existing ELK/Splunk pipelines
 read it as it is. Lines are built on the event loop (:class:`EventBuffer`) and written by the
-writer thread (:class:`EventFile`), which alone touches the files.
+writer process (:class:`EventFile`), which alone touches the files.
 """
 
 from __future__ import annotations
@@ -66,15 +66,15 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 
 class EventBuffer:
-    """Encodes events to lines and holds them until the writer thread takes them."""
+    """Encodes events to lines and holds them until they are sent to the writer."""
 
-    __slots__ = ("_lines", "clock", "dropped", "max_lines", "sensor")
+    __slots__ = ("_lines", "clock", "sensor")
 
-    def __init__(self, sensor: str, clock: Clock, max_lines: int = 200_000) -> None:
+    def __init__(self, sensor: str, clock: Clock) -> None:
         self.sensor = sensor
         self.clock = clock
-        self.max_lines = max_lines  # only reached while the disk refuses writes
-        self.dropped = 0
+        # Taken by the writer every loop turn that produced a line, so it stays small; the
+        # writer process bounds what it holds while the disk refuses writes.
         self._lines: list[bytes] = []
 
     def encode(self, eventid: str, base: dict[str, Any], message: str, **fields: Any) -> bytes:
@@ -88,14 +88,6 @@ class EventBuffer:
 
     def emit(self, eventid: str, base: dict[str, Any], message: str, **fields: Any) -> None:
         self._lines.append(self.encode(eventid, base, message, **fields))
-
-    def put_back(self, lines: list[bytes]) -> None:
-        """Lines the writer could not write (disk full) go first in the next attempt."""
-        self._lines[:0] = lines
-        excess = len(self._lines) - self.max_lines
-        if excess > 0:
-            del self._lines[:excess]
-            self.dropped += excess
 
     def take(self) -> list[bytes]:
         lines, self._lines = self._lines, []

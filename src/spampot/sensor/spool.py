@@ -1,7 +1,7 @@
 """The message spool: gzip files written in ``tmp/`` and renamed into ``spool/``.
 
 Whatever is under ``spool/`` is complete (DESIGN.md data contract): the rename is atomic on one
-filesystem, and the collector may take any file it sees. Only the writer thread touches files.
+filesystem, and the collector may take any file it sees. Only the writer process touches files.
 """
 
 from __future__ import annotations
