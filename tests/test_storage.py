@@ -57,6 +57,7 @@ def test_size_rotation_numbers_files_and_never_reuses_a_collected_name(tmp_path)
     ef = make_file(tmp_path, max_bytes=300)
     for i in range(20):
         ef.append(lines(1, i), T0 + i)
+    ef.settle()
     names = [p.name for p in rotated(tmp_path)]
     assert "sensor-a-20270115T08.jsonl.gz" in names
     assert "sensor-a-20270115T08-1.jsonl.gz" in names

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,8 @@ class EventFile:
         self._fd = -1
         self._size = 0
         self._hour = ""
+        self._compressor: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -200,6 +203,12 @@ class EventFile:
             os.fsync(self._fd)
 
     def close(self) -> None:
+        self._close_fd()
+        if self._compressor is not None:
+            self._compressor.shutdown(wait=True)
+            self._compressor = None
+
+    def _close_fd(self) -> None:
         if self._fd >= 0:
             os.fsync(self._fd)
             os.close(self._fd)
@@ -207,24 +216,41 @@ class EventFile:
 
     def reopen(self, now: float) -> None:
         """SIGHUP: close and reopen the live file (someone may have moved it)."""
-        self.close()
+        self._close_fd()
         self._open_fd(now)
 
     # --- rotation ---------------------------------------------------------------------------
 
     def _rotate(self) -> None:
-        if self._fd >= 0:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = -1
+        self._close_fd()
         aside = self.events_dir / f"rotating{self.suffix}-{self._hour}.jsonl"
         n = 0
         while aside.exists():  # a size rotation in the same hour, not yet compressed
             n += 1
             aside = self.events_dir / f"rotating{self.suffix}-{self._hour}.{n}.jsonl"
         os.rename(self.path, aside)
-        self._compress(aside, aside.name.split("-", 1)[1].removesuffix(".jsonl"))
         self._size = 0
+        # Compressing 64 MB takes a second or two: off the path of the next batch. One thread,
+        # so rotated files are named in the order they were rotated. A crash before it is done
+        # leaves the aside file, which the next start compresses.
+        if self._compressor is None:
+            self._compressor = ThreadPoolExecutor(1, thread_name_prefix="spampot-rotate")
+        self._pending.append(
+            self._compressor.submit(
+                self._compress_quietly, aside, aside.name.split("-", 1)[1].removesuffix(".jsonl")
+            )
+        )
+        self._pending = [f for f in self._pending if not f.done()]
+
+    def settle(self) -> None:
+        """Wait until every rotated file is compressed into ``spool/events/``."""
+        for future in self._pending:
+            future.result()
+        self._pending = []
+
+    def _compress_quietly(self, aside: Path, stamp: str) -> None:
+        with contextlib.suppress(OSError):  # e.g. disk full: the aside waits for the next start
+            self._compress(aside, stamp)
 
     def _compress(self, aside: Path, stamp: str) -> None:
         name = self._next_name(stamp.split(".", 1)[0])
