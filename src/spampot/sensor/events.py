@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spampot.sensor.spool import gzip_bytes, syncfs
+import orjson
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+from spampot.sensor.spool import gzip_bytes, syncfs
 
 
 class Clock:
@@ -85,7 +85,9 @@ class EventBuffer:
         record.update(base)
         record["message"] = message
         record.update(fields)
-        return _dumps(record).encode("utf-8", "backslashreplace") + b"\n"
+        # orjson: a tenth of the stdlib encoder's time, on the hot path of every session.
+        # Output is UTF-8 with control characters escaped, so one event is one line.
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
     def emit(self, eventid: str, base: dict[str, Any], message: str, **fields: Any) -> None:
         self._lines.append(self.encode(eventid, base, message, **fields))
