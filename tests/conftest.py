@@ -10,10 +10,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+
+from spampot.protocols.proxy import ProxyRequest
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -26,6 +28,28 @@ def need_tool(name: str) -> str:
             pytest.fail(f"{name} is not installed; .ci/run must install it")
         pytest.skip(f"{name} is not installed (apt-get install {name})")
     return path
+
+
+def feed(machine, chunks: list[bytes]) -> tuple[list, bytes]:
+    """Feed chunks to a proxy machine as the adapter does; returns (events, output).
+
+    Once the machine is done the adapter stops feeding it; what it would have fed is folded
+    into the request's leftover, so every split of a stream yields the same result.
+    """
+    events: list = []
+    out = b""
+    tail = b""
+    for chunk in chunks:
+        if machine.done:
+            tail += chunk
+            continue
+        events += machine.receive_data(chunk)
+        out += machine.data_to_send()
+        assert machine.buffered <= machine.max_buffered
+    events += machine.connection_lost()
+    if events and tail and isinstance(events[-1], ProxyRequest):
+        events[-1] = replace(events[-1], leftover=events[-1].leftover + tail)
+    return events, out
 
 
 def need_root() -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import replace
 
 import pytest
 
+from conftest import feed
 from spampot.protocols.http_proxy import ESTABLISHED, HttpProxyServer, WebServer
 from spampot.protocols.proxy import ProxyAuth, ProxyPolicy, ProxyRequest, WebRequest
 
@@ -18,19 +18,7 @@ PLAIN = ProxyPolicy(page_title="Hi", page_template="<p>$title $host $path</p>")
 def run(chunks: list[bytes], machine: HttpProxyServer | WebServer | None = None) -> tuple:
     """Feed chunks like an adapter; bytes it would no longer feed are folded into leftover."""
     machine = machine if machine is not None else HttpProxyServer()
-    events: list = []
-    out = b""
-    tail = b""
-    for chunk in chunks:
-        if machine.done:
-            tail += chunk
-            continue
-        events += machine.receive_data(chunk)
-        out += machine.data_to_send()
-        assert machine.buffered <= machine.max_buffered
-    events += machine.connection_lost()
-    if events and tail and isinstance(events[-1], ProxyRequest):
-        events[-1] = replace(events[-1], leftover=events[-1].leftover + tail)
+    events, out = feed(machine, chunks)
     return events, out, machine
 
 

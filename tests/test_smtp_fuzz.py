@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as note_event
@@ -16,6 +15,7 @@ from hypothesis import strategies as st
 
 from spampot.protocols.common import ClientError
 from spampot.protocols.smtp import MessageReceived, Rejected, SmtpLimits, SmtpServer
+from test_smtp_protocol import assert_replies
 
 HOST = "mx.example.net"
 EXAMPLES = int(os.environ.get("SPAMPOT_FUZZ_EXAMPLES", "300"))
@@ -26,18 +26,6 @@ FUZZ = settings(
 )
 # Bytes the machine may hold beyond its limits: the DATA sentinel and a partial terminator.
 SLACK = 8
-
-# RFC 5321 §4.2: Reply-code [ SP / "-" ] textstring CRLF; textstring is HT, SP and VCHAR.
-REPLY_LINE = re.compile(rb"\d{3}[ -][\t\x20-\x7e]*")
-
-
-def check_replies(out: bytes) -> None:
-    if not out:
-        return
-    assert out.endswith(b"\r\n"), out
-    for line in out[:-2].split(b"\r\n"):
-        assert REPLY_LINE.fullmatch(line), line
-        assert len(line) + 2 <= 512, line
 
 
 def bound(limits: SmtpLimits) -> int:
@@ -59,7 +47,7 @@ class Run:
 
     def _take_output(self) -> None:
         out = self.server.data_to_send()
-        check_replies(out)
+        assert_replies(out)
         self.out += out
 
     def _resolve(self, events: list) -> None:

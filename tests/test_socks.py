@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
+from conftest import feed
 from spampot.protocols.proxy import ProxyAuth, ProxyPolicy, ProxyRequest, ephemeral_port
 from spampot.protocols.socks import SocksServer
 
@@ -16,25 +15,9 @@ REFUSED_TAIL = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 
 
 def run(chunks: list[bytes], policy: ProxyPolicy | None = None, **kw) -> tuple:
-    """Feed chunks like an adapter would; returns (events, output, machine).
-
-    Once the machine is done the adapter stops feeding it; what it would have fed is folded
-    into the event's leftover, so every split of a stream yields the same result.
-    """
+    """Feed chunks like an adapter would; returns (events, output, machine)."""
     machine = SocksServer(policy, **kw)
-    events: list[ProxyRequest] = []
-    out = b""
-    tail = b""
-    for chunk in chunks:
-        if machine.done:
-            tail += chunk
-            continue
-        events += machine.receive_data(chunk)
-        out += machine.data_to_send()
-        assert machine.buffered <= machine.max_buffered
-    events += machine.connection_lost()
-    if events and tail:
-        events[-1] = replace(events[-1], leftover=events[-1].leftover + tail)
+    events, out = feed(machine, chunks)
     return events, out, machine
 
 

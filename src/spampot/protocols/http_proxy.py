@@ -566,24 +566,8 @@ class HttpProxyServer(_OneRequest[ProxyRequest]):
     """
 
     protocol = "http"
-
-    def __init__(
-        self,
-        policy: ProxyPolicy | None = None,
-        *,
-        max_header_bytes: int = MAX_HEADER_BYTES,
-        max_body_bytes: int = MAX_BODY_BYTES,
-        http_date: str = "",
-        port_seed: bytes = b"",
-    ) -> None:
-        super().__init__(
-            policy,
-            max_header_bytes=max_header_bytes,
-            max_body_bytes=max_body_bytes,
-            http_date=http_date,
-            port_seed=port_seed,
-        )
-        self._target: tuple[str | None, int | None] = (None, None)
+    # What a CONNECT asked for, for the error event of a request cut short after its head.
+    _target: tuple[str | None, int | None] = (None, None)
 
     def _on_head(self, head: _Head, rest: bytes) -> list[ProxyRequest]:
         if head.method == "CONNECT":

@@ -17,6 +17,10 @@ V1_MAX = 107  # spec §2.1: the longest v1 line, CRLF included
 V2_MAX = 16 + 2048  # header and addresses plus TLVs; the spec leaves TLV size open, we bound it
 
 
+# Spec §2.2: family byte 0x11 is TCP over IPv4, 0x21 TCP over IPv6: (address size, type).
+_V2_TCP = {0x11: (4, ipaddress.IPv4Address), 0x21: (16, ipaddress.IPv6Address)}
+
+
 @dataclass(frozen=True, slots=True)
 class ProxiedAddress:
     """The connection as the front end saw it; None fields mean "use the socket's own"."""
@@ -102,24 +106,12 @@ class ProxyHeaderParser:
         used = 16 + length
         if ver_cmd & 0xF == 0:  # LOCAL: a health check by the proxy itself
             return self._done(ProxiedAddress(None, None, None, None, 2), used)
-        if fam == 0x11 and length >= 12:  # TCP over IPv4
-            src4, dst4, sport, dport = struct.unpack_from("!4s4sHH", body)
-            return self._done(
-                ProxiedAddress(
-                    str(ipaddress.IPv4Address(src4)), sport, str(ipaddress.IPv4Address(dst4)),
-                    dport, 2,
-                ),
-                used,
-            )  # fmt: skip
-        if fam == 0x21 and length >= 36:  # TCP over IPv6
-            src6, dst6, sport, dport = struct.unpack_from("!16s16sHH", body)
-            return self._done(
-                ProxiedAddress(
-                    str(ipaddress.IPv6Address(src6)), sport, str(ipaddress.IPv6Address(dst6)),
-                    dport, 2,
-                ),
-                used,
-            )  # fmt: skip
+        tcp = _V2_TCP.get(fam)
+        if tcp is not None and length >= 2 * tcp[0] + 4:
+            size, address = tcp
+            src, dst, sport, dport = struct.unpack_from(f"!{size}s{size}sHH", body)
+            real = ProxiedAddress(str(address(src)), sport, str(address(dst)), dport, 2)
+            return self._done(real, used)
         if fam == 0x00:  # UNSPEC: addresses unknown, use the socket's
             return self._done(ProxiedAddress(None, None, None, None, 2), used)
         raise ProxyHeaderError(f"unsupported PROXY v2 family 0x{fam:02x} (length {length})")
