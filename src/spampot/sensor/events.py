@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from spampot.sensor.spool import gzip_bytes, syncfs
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class Clock:
@@ -85,9 +85,7 @@ class EventBuffer:
         record.update(base)
         record["message"] = message
         record.update(fields)
-        # orjson: a tenth of the stdlib encoder's time, on the hot path of every session.
-        # Output is UTF-8 with control characters escaped, so one event is one line.
-        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        return _dumps(record).encode("utf-8", "backslashreplace") + b"\n"
 
     def emit(self, eventid: str, base: dict[str, Any], message: str, **fields: Any) -> None:
         self._lines.append(self.encode(eventid, base, message, **fields))
