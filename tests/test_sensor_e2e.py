@@ -193,3 +193,38 @@ def test_port_in_use_is_a_clear_error(sensor_factory, partial):
             assert f"cannot listen on 127.0.0.1 port {busy}: Address already in use" in s.stderr()
     finally:
         blocker.close()
+
+
+def test_sighup_reopens_the_event_log(sensor):
+    """A log shipper may move current.jsonl away; SIGHUP makes the sensor start a new one."""
+    import signal
+    import time
+
+    live = sensor.data_dir / "events" / "current.jsonl"
+    sensor.wait_events(lambda ev: bool(ev))
+    moved = live.with_name("moved.jsonl")
+    live.rename(moved)
+    sensor.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    with smtplib.SMTP("127.0.0.1", sensor.smtp_port, timeout=10) as client:
+        client.sendmail("a@spam.example", ["v@example.org"], MESSAGE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and b"smtp.message" not in (
+        live.read_bytes() if live.exists() else b""
+    ):
+        time.sleep(0.1)
+    assert b"spampot.smtp.message" in live.read_bytes()
+    assert b"spampot.smtp.message" not in moved.read_bytes()
+
+
+def test_every_configuration_key_is_documented():
+    import dataclasses
+    from pathlib import Path
+
+    from spampot.config import Config
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for section in dataclasses.fields(Config):
+        assert f"### `[{section.name}]`" in readme
+        for key in dataclasses.fields(getattr(Config(), section.name)):
+            assert f"| `{key.name}` |" in readme, f"[{section.name}] {key.name} not in README"
