@@ -21,6 +21,7 @@ from spampot.sensor.spool import Spool
 from spampot.sensor.writer import Writer, fork_writer
 
 DRAIN_SECONDS = 10.0  # SIGTERM: how long open sessions may take to finish
+ERROR_REPORT_SECONDS = 10.0  # at most one sensor.error about storage per interval
 
 
 class BindError(RuntimeError):
@@ -210,7 +211,19 @@ async def _serve(
     stop = asyncio.Event()
     status = 0
 
+    last_report = -ERROR_REPORT_SECONDS
+    unreported = 0
+
     def writer_error(text: str) -> None:
+        # A full disk fails every batch: one event per interval, counting the rest.
+        nonlocal last_report, unreported
+        now = loop.time()
+        if now - last_report < ERROR_REPORT_SECONDS:
+            unreported += 1
+            return
+        if unreported:
+            text += f" ({unreported} more storage error(s) since the last report)"
+        last_report, unreported = now, 0
         buffer.emit("sensor.error", sensor_base, f"Storage error: {text}", detail=text)
 
     def writer_lost() -> None:
