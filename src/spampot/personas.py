@@ -10,7 +10,7 @@ name), so the fleet cannot be fingerprinted by one banner.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
+import re
 
 from spampot.protocols.smtp import SmtpPersona
 
@@ -30,6 +30,9 @@ PERSONAS: tuple[SmtpPersona, ...] = (
     ),
 )
 
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})")
+_DOTTED_NUMBERS = re.compile(r"[0-9.]+")
+
 # Names a misconfigured MTA reached by address tends to give itself.
 _IP_HOST_STYLES = ("localhost.localdomain", "mail.localdomain", "mx{n}", "smtp{n}.localdomain")
 
@@ -43,12 +46,10 @@ def choose_persona(sensor: str, src_ip: str, target_host: str) -> tuple[str, Smt
     """(name for banner and EHLO, persona) for a tunnel from ``src_ip`` to ``target_host``."""
     h = _digest(sensor, src_ip, target_host)
     persona = PERSONAS[h % len(PERSONAS)]
-    try:
-        ipaddress.ip_address(target_host)
-    except ValueError:
-        name = target_host.strip().rstrip(".")
-        # A client string in a banner: keep it a plausible host name, bounded.
-        if name and len(name) <= 253 and all(c.isalnum() or c in "-._" for c in name):
-            return name, persona
+    name = target_host.strip().rstrip(".")
+    # A client string in a banner: only a plausible host name is used as it is. Addresses
+    # (all digits and dots, or with colons, which no name has) get a local-looking name.
+    if _HOST_NAME.fullmatch(name) and not _DOTTED_NUMBERS.fullmatch(name):
+        return name, persona
     style = _IP_HOST_STYLES[(h >> 8) % len(_IP_HOST_STYLES)]
     return style.format(n=(h >> 16) % 9 + 1), persona

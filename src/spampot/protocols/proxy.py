@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: The paper's Table 6 classes, and nothing else, may appear in ``ProxyRequest.outcome``.
 OUTCOMES = ("smtp", "other", "get", "error")
@@ -91,6 +91,8 @@ class ProxyPolicy:
     #: (HTML-escaped client values).
     page_title: str = "Welcome"
     page_template: str = DEFAULT_PAGE_TEMPLATE
+    #: Derived from public_address in __post_init__.
+    socks5_bound: bytes = field(default=b"", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.non_smtp not in ("refuse", "web"):
@@ -98,7 +100,10 @@ class ProxyPolicy:
         for port in self.smtp_ports | self.web_ports:
             if not 0 < port < 65536:
                 raise ValueError(f"port out of range: {port}")
-        ipaddress.ip_address(self.public_address)  # ValueError for a host name or garbage
+        public = ipaddress.ip_address(self.public_address)  # ValueError for a name or garbage
+        # SOCKS5 BND.ATYP + BND.ADDR (RFC 1928 §6), built once rather than per connection.
+        bound = (b"\x01" if public.version == 4 else b"\x04") + public.packed
+        object.__setattr__(self, "socks5_bound", bound)
 
     def route(self, port: int) -> tuple[str, str | None]:
         """``(outcome, tunnel)`` for a tunnel request to ``port``; tunnel None means refuse."""

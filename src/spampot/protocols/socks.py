@@ -129,8 +129,7 @@ class SocksServer:
         self._events: list[ProxyRequest] = []
         self._auth: ProxyAuth | None = None
         self._received = 0
-        public = ipaddress.ip_address(self.policy.public_address)
-        self._bound_addr = (b"\x01" if public.version == 4 else b"\x04") + public.packed
+        self._bound_addr = self.policy.socks5_bound
 
     @property
     def done(self) -> bool:
