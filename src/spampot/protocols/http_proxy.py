@@ -158,7 +158,7 @@ def _parse_head(lines: list[bytes], raw: bytes) -> _Head:
         if not colon or not _TOKEN.fullmatch(name_raw):
             raise _Bad(f"malformed header line: {printable(line, 120)}", head=head)
         headers.append((decode_client(name_raw), decode_client(value_raw.strip(b" \t"))))
-    return replace(head, headers=tuple(headers))
+    return _Head(head.method, head.target, head.version, tuple(headers), raw)
 
 
 def _parse_authority(text: str, default_port: int | None) -> tuple[str, int]:
@@ -516,7 +516,7 @@ class _OneRequest(Generic[_Event]):
         self._pending = None
         if isinstance(event, ProxyRequest):
             self.closing = event.tunnel is None
-            return replace(event, leftover=leftover)
+            return replace(event, leftover=leftover) if leftover != event.leftover else event
         self.closing = True
         return event
 
