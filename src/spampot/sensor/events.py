@@ -198,10 +198,6 @@ class EventFile:
             self._rotate()
             self._open_fd(now)
 
-    def sync(self) -> None:
-        if self._fd >= 0:
-            os.fsync(self._fd)
-
     def close(self) -> None:
         self._close_fd()
         if self._compressor is not None:

@@ -81,8 +81,6 @@ class Writer(asyncio.Protocol):
         self.pid = pid
         self.on_error = on_error
         self.on_lost = on_lost
-        self.stored = 0
-        self.failed = 0
         self.lost = False
         self._closing = False
         self._transport: asyncio.Transport | None = None
@@ -117,12 +115,7 @@ class Writer(asyncio.Protocol):
                 if error is not None and self.on_error is not None:
                     self.on_error(error)
                 for msg_id, ok in stored:
-                    done = self._waiting.pop(msg_id)
-                    if ok:
-                        self.stored += 1
-                    else:
-                        self.failed += 1
-                    done(ok)
+                    self._waiting.pop(msg_id)(ok)
             elif kind == "synced":
                 fut = self._syncs.pop(rest[0], None)
                 if fut is not None and not fut.done():
