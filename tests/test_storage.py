@@ -211,5 +211,8 @@ def test_config_errors_are_clear(tmp_path, text, message):
 
 
 def test_clock_format():
-    _, ts = Clock().now()
+    clock = Clock()
+    _, ts = clock.now()
     assert time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S") and ts[19] == "." and ts[-1] == "Z"
+    day, hhmmss = clock.spool_stamp()
+    assert time.strptime(day + hhmmss, "%Y-%m-%d%H%M%S") and len(hhmmss) == 6

@@ -61,6 +61,12 @@ class Clock:
         self.now()
         return self._mail
 
+    def spool_stamp(self) -> tuple[str, str]:
+        """(``YYYY-MM-DD``, ``HHMMSS``) of this second, for a message's spool path."""
+        self.now()
+        prefix = self._prefix
+        return prefix[:10], prefix[11:13] + prefix[14:16] + prefix[17:19]
+
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -354,13 +354,10 @@ class SensorSession(asyncio.Protocol):
 
     def _store(self, msg: MessageReceived) -> None:
         ctx = self.ctx
-        now, _ = ctx.buffer.clock.now()
         queue_id = ctx.queue_id()
-        tm = time.gmtime(now)
-        day = time.strftime("%Y-%m-%d", tm)
+        day, hhmmss = ctx.buffer.clock.spool_stamp()
         relpath = (
-            f"{day}/{self.port}/{ip_component(self.base['src_ip'])}/"
-            f"{time.strftime('%H%M%S', tm)}-{queue_id}.eml.gz"
+            f"{day}/{self.port}/{ip_component(self.base['src_ip'])}/{hhmmss}-{queue_id}.eml.gz"
         )
         line = ctx.buffer.encode(
             "smtp.message",
