@@ -180,3 +180,41 @@ def sensor_factory(tmp_path: Path) -> Iterator:
 @pytest.fixture
 def sensor(sensor_factory) -> Sensor:
     return sensor_factory()
+
+
+# -- a real OpenSSH server (tests/sshd.py) ------------------------------------------------------
+
+
+@pytest.fixture
+def sshd_factory(tmp_path: Path) -> Iterator:
+    """``make(name="sshd", start=True) -> SshServer``: real sshd instances on loopback ports.
+
+    Each has its own host key, config and authorized_keys under ``tmp_path/<name>``; add keys
+    with ``server.authorize(server.client_key(), command=...)``. All are stopped at the end.
+    """
+    need_tool("rsync")
+    need_tool("ssh")
+    if not os.path.exists("/usr/sbin/sshd"):
+        if IN_CI:
+            pytest.fail("/usr/sbin/sshd is missing; .ci/run must install openssh-server")
+        pytest.skip("needs openssh-server (apt-get install openssh-server)")
+    from sshd import SshServer
+
+    made: list[SshServer] = []
+
+    def make(name: str = "sshd", start: bool = True) -> SshServer:
+        server = SshServer.create(tmp_path / name)
+        made.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    for server in made:
+        server.stop()
+
+
+@pytest.fixture
+def sshd(sshd_factory):
+    """One running sshd on 127.0.0.1 (see ``sshd_factory``)."""
+    return sshd_factory()

@@ -1,0 +1,1 @@
+"""The central server: inventory of sensors, collection over rsync/SSH, status checks."""
