@@ -82,3 +82,8 @@ def _toml(value: object) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return str(value)
+
+
+from spampot.sensor.health_cli import health  # noqa: E402 - commands in their own modules
+
+main.add_command(health)

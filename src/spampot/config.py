@@ -125,6 +125,33 @@ class EventsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthSection:
+    """What ``spampot health`` measures and how the daemon keeps its counters."""
+
+    interface: str = ""  # capture interface; "" = the one holding the default route
+    # Where boot time, uptime, load and interface counters are read (node_exporter's
+    # --path.procfs: a container reads its host's /proc mounted elsewhere).
+    procfs: str = "/proc"
+    # Each worker writes its counters to <data_dir>/state/ this often, and worker 0 records
+    # the interface counters; the 15-minute figures are differences of these samples.
+    sample_interval: float = 10.0
+    ntp_servers: tuple[str, ...] = ("pool.ntp.org",)  # "host" or "host:port", "[v6]:port"
+    ntp_timeout: float = 2.0
+    chrony_socket: str = ""  # chronyc -h: "" = chronyc's default (the local chronyd)
+    connect_timeout: float = 1.0  # per listener, for the "accepting" check on loopback
+    spool_scan_limit: int = 1_000_000  # spool entries counted at most for the backlog
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSection:
+    """The Prometheus management listener (off by default)."""
+
+    enabled: bool = False
+    address: str = "127.0.0.1"
+    port: int = 9725
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     sensor: SensorSection = field(default_factory=SensorSection)
     smtp: SmtpSection = field(default_factory=SmtpSection)
@@ -132,6 +159,8 @@ class Config:
     proxy: ProxySection = field(default_factory=ProxySection)
     spool: SpoolSection = field(default_factory=SpoolSection)
     events: EventsSection = field(default_factory=EventsSection)
+    health: HealthSection = field(default_factory=HealthSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
 
     @property
     def sensor_name(self) -> str:
@@ -168,6 +197,8 @@ _SECTIONS: dict[str, type] = {
     "proxy": ProxySection,
     "spool": SpoolSection,
     "events": EventsSection,
+    "health": HealthSection,
+    "metrics": MetricsSection,
 }
 
 
@@ -242,6 +273,8 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         raise ConfigError("sensor.workers must be at least 1")
     if not 0 <= config.spool.compress_level <= 9:
         raise ConfigError("spool.compress_level must be 0..9")
+    if not 0 < config.metrics.port < 65536:
+        raise ConfigError("metrics.port must be 1..65535")
     try:
         config.trusted_proxies  # noqa: B018 - validates the networks
     except ValueError as exc:

@@ -11,9 +11,11 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from spampot import __version__
 from spampot.config import Config
+from spampot.sensor import metrics as state
 from spampot.sensor.events import Clock, EventBuffer, EventFile, RotationPolicy
 from spampot.sensor.paths import name_component
 from spampot.sensor.session import SensorContext, SensorSession, SessionSettings
@@ -111,9 +113,14 @@ def run_sensor(config: Config, *, log: object = sys.stderr) -> int:
         )
         if count
     )
-    if workers == 1:
-        return _worker_main(config, spool, per_worker[0], 0, errors, detail)
-    return _supervise(config, spool, per_worker, errors, detail)
+    state.clear_worker_files(config.data_dir)
+    pid_file = state.write_pid_file(config.data_dir)
+    try:
+        if workers == 1:
+            return _worker_main(config, spool, per_worker[0], 0, errors, detail)
+        return _supervise(config, spool, per_worker, errors, detail)
+    finally:
+        state.remove_pid_file(pid_file)
 
 
 def _supervise(
@@ -245,6 +252,7 @@ async def _serve(
         trusted_proxies=config.trusted_proxies,
     )
     ctx = SensorContext(settings, buffer, writer)
+    recorder = _start_recorder(config, ctx, worker, len(listeners))
     servers = []
     for listener in listeners:
         servers.append(
@@ -290,8 +298,26 @@ async def _serve(
         await asyncio.sleep(0.01)
     buffer.emit("sensor.stop", sensor_base, "Sensor stopping", version=__version__, worker=worker)
     flusher.cancel()
+    recorder.stop()
     await writer.close()
     return status
+
+
+def _start_recorder(
+    config: Config, ctx: SensorContext, worker: int, listeners: int
+) -> state.StateRecorder:
+    """Counters to state files for ``spampot health``; worker 0 serves /metrics if asked."""
+    procfs = Path(config.health.procfs)
+    interface = state.capture_interface(config.health.interface, procfs)
+    recorder = state.StateRecorder(
+        ctx.metrics, config.data_dir, worker, config.health.sample_interval, interface, procfs
+    )
+    if worker == 0 and config.metrics.enabled:
+        from spampot.sensor.exporter import start_exporter
+
+        start_exporter(config, listeners)
+    recorder.start()
+    return recorder
 
 
 async def _flush_every(writer: Writer, interval: float) -> None:

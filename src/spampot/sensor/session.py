@@ -40,6 +40,7 @@ from spampot.protocols.smtp import (
     SmtpServer,
 )
 from spampot.sensor.events import EventBuffer
+from spampot.sensor.metrics import SensorMetrics
 from spampot.sensor.paths import ip_component
 from spampot.sensor.spool import SpoolItem
 from spampot.sensor.writer import Writer
@@ -63,10 +64,17 @@ class SessionSettings:
 class SensorContext:
     """Per-worker state the sessions share: the writer, the event buffer, the live sessions."""
 
-    def __init__(self, settings: SessionSettings, buffer: EventBuffer, writer: Writer) -> None:
+    def __init__(
+        self,
+        settings: SessionSettings,
+        buffer: EventBuffer,
+        writer: Writer,
+        metrics: SensorMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.buffer = buffer
         self.writer = writer
+        self.metrics = SensorMetrics() if metrics is None else metrics
         self.sessions: set[SensorSession] = set()
         # Ids need uniqueness, not secrecy: a generator seeded once per worker costs no
         # system call per connection (os.urandom would cost two per session).
@@ -143,6 +151,7 @@ class SensorSession(asyncio.Protocol):
     def _open(self) -> None:
         ctx = self.ctx
         base = self.base
+        ctx.metrics.sessions += 1
         ctx.buffer.emit(
             "session.open",
             base,
@@ -235,6 +244,8 @@ class SensorSession(asyncio.Protocol):
         elif machine is not None:
             machine.connection_lost()
         duration = round(time.monotonic() - self.started, 6)
+        ctx.metrics.bytes_in += self.bytes_in
+        ctx.metrics.bytes_out += self.bytes_out
         ctx.buffer.emit(
             "session.close",
             self.base,
@@ -270,6 +281,7 @@ class SensorSession(asyncio.Protocol):
                 password=event.password,
             )
         elif isinstance(event, Rejected):
+            self.ctx.metrics.reject(event.why)
             buffer.emit(
                 "smtp.reject",
                 self.base,
@@ -305,6 +317,7 @@ class SensorSession(asyncio.Protocol):
 
     def _proxy_request(self, event: ProxyRequest) -> None:
         auth = event.auth
+        self.ctx.metrics.proxy_request(event.protocol, event.outcome)
         self.ctx.buffer.emit(
             "proxy.request",
             self.base,
@@ -378,6 +391,8 @@ class SensorSession(asyncio.Protocol):
         ctx.writer.store(SpoolItem(relpath, msg.data), line, lambda ok: self._stored(ok, queue_id))
 
     def _stored(self, ok: bool, queue_id: str) -> None:
+        if ok:
+            self.ctx.metrics.message_stored()
         machine = self.machine
         if not isinstance(machine, SmtpServer) or self.transport is None:
             return  # the client left; the message is stored (or not) all the same

@@ -1,0 +1,255 @@
+"""The sensor's counters, and the state files through which they add up across workers.
+
+Each worker process counts in plain attributes (a session costs a few integer additions) and,
+every ``[health] sample_interval`` seconds, replaces ``<data_dir>/state/worker-<k>.json``
+atomically (write a temporary file, rename). ``spampot health`` and the Prometheus endpoint
+sum these files. Why files rather than prometheus_client's multiprocess mode: that mode is
+configured through an environment variable, keeps one mmap file per process id that someone
+must clean up, and offers nothing to ``spampot health`` when the daemon is down; a file per
+worker also carries the recent samples the 15-minute figures need and survives as the last
+known state after a crash.
+
+Worker 0 also samples the capture interface's counters from ``/proc/net/dev``, so that one
+``spampot health`` call can answer "packets and bytes per second over the last 15 minutes".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+WINDOW_SECONDS = 15 * 60  # the paper's "last 15 minutes" (§4.1.4)
+MAX_SAMPLES = 2000  # history entries kept per worker file, whatever the interval
+WORKER_FILE_PREFIX = "worker-"
+PID_FILE = "sensor.pid"
+LAST_COLLECTION_FILE = "last-collection.json"
+
+
+def state_dir(data_dir: Path) -> Path:
+    return data_dir / "state"
+
+
+class SensorMetrics:
+    """One worker's counters since it started; the sessions add to them directly."""
+
+    __slots__ = (
+        "bytes_in",
+        "bytes_out",
+        "last_message",
+        "messages",
+        "proxy_requests",
+        "rejects",
+        "sessions",
+    )
+
+    def __init__(self) -> None:
+        self.sessions = 0
+        self.messages = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.last_message: float | None = None
+        # Label values come from the protocol machines' fixed sets (protocol, outcome, why),
+        # never from client bytes, so these dicts stay small.
+        self.proxy_requests: dict[tuple[str, str], int] = {}
+        self.rejects: dict[str, int] = {}
+
+    def message_stored(self) -> None:
+        self.messages += 1
+        self.last_message = time.time()
+
+    def proxy_request(self, protocol: str, outcome: str) -> None:
+        key = (protocol, outcome)
+        self.proxy_requests[key] = self.proxy_requests.get(key, 0) + 1
+
+    def reject(self, why: str) -> None:
+        self.rejects[why] = self.rejects.get(why, 0) + 1
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "sessions": self.sessions,
+            "messages": self.messages,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "proxy_requests": [
+                {"protocol": p, "outcome": o, "count": n}
+                for (p, o), n in sorted(self.proxy_requests.items())
+            ],
+            "rejects": dict(sorted(self.rejects.items())),
+        }
+
+
+# --- the capture interface ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceSample:
+    time: float
+    rx_bytes: int
+    rx_packets: int
+    tx_bytes: int
+    tx_packets: int
+
+    def as_list(self) -> list[float | int]:
+        return [self.time, self.rx_bytes, self.rx_packets, self.tx_bytes, self.tx_packets]
+
+
+def default_interface(procfs: Path) -> str | None:
+    """The interface holding the IPv4 default route (destination 0, mask 0), from net/route."""
+    try:
+        lines = (procfs / "net" / "route").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 8 and fields[1] == "00000000" and fields[7] == "00000000":
+            return fields[0]
+    return None
+
+
+def capture_interface(configured: str, procfs: Path) -> str | None:
+    return configured or default_interface(procfs)
+
+
+def read_interface(procfs: Path, name: str, now: float | None = None) -> InterfaceSample | None:
+    """One interface's cumulative counters from net/dev (see proc_net_dev(5))."""
+    try:
+        text = (procfs / "net" / "dev").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines()[2:]:
+        iface, sep, rest = line.partition(":")
+        if not sep or iface.strip() != name:
+            continue
+        f = rest.split()
+        if len(f) < 10:
+            return None
+        return InterfaceSample(
+            time.time() if now is None else now, int(f[0]), int(f[1]), int(f[8]), int(f[9])
+        )
+    return None
+
+
+# --- the state files ------------------------------------------------------------------------
+
+
+def write_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` whole: readers see the old file or the new one, never a part."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, separators=(",", ":")))
+    os.replace(tmp, path)
+
+
+def clear_worker_files(data_dir: Path) -> None:
+    """At start: a previous run with more workers must not add its counters to this one."""
+    directory = state_dir(data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in directory.glob(f"{WORKER_FILE_PREFIX}*.json"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def write_pid_file(data_dir: Path) -> Path:
+    path = state_dir(data_dir) / PID_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, {"pid": os.getpid(), "started": time.time()})
+    return path
+
+
+def remove_pid_file(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+
+
+def read_worker_files(data_dir: Path) -> list[dict[str, Any]]:
+    """Every worker's last written state (unreadable or half-known files are skipped)."""
+    states = []
+    for path in sorted(state_dir(data_dir).glob(f"{WORKER_FILE_PREFIX}*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("counters"), dict):
+            states.append(data)
+    return states
+
+
+class StateRecorder:
+    """Writes one worker's counters (and, for worker 0, interface samples) periodically."""
+
+    def __init__(
+        self,
+        metrics: SensorMetrics,
+        data_dir: Path,
+        worker: int,
+        interval: float,
+        interface: str | None,
+        procfs: Path,
+    ) -> None:
+        self.metrics = metrics
+        self.path = state_dir(data_dir) / f"{WORKER_FILE_PREFIX}{worker}.json"
+        self.worker = worker
+        self.interval = interval
+        self.interface = interface if worker == 0 else None
+        self.procfs = procfs
+        self.started = time.time()
+        self.history: list[list[float | int]] = []  # [time, messages]
+        self.interface_samples: list[list[float | int]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def record(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        m = self.metrics
+        keep_after = now - WINDOW_SECONDS - 2 * self.interval
+        self.history.append([round(now, 3), m.messages])
+        _trim(self.history, keep_after)
+        state: dict[str, Any] = {
+            "pid": os.getpid(),
+            "worker": self.worker,
+            "started": self.started,
+            "updated": now,
+            "counters": m.counters(),
+            "last_message": m.last_message,
+            "history": self.history,
+        }
+        if self.interface is not None:
+            sample = read_interface(self.procfs, self.interface, now)
+            if sample is not None:
+                self.interface_samples.append(sample.as_list())
+                _trim(self.interface_samples, keep_after)
+            state["interface"] = {"name": self.interface, "samples": self.interface_samples}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.path, state)
+        except OSError:
+            pass  # a full disk: the counters go on in memory, the next write may succeed
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def stop(self) -> None:
+        """Cancel the periodic task and write the final counts."""
+        if self._task is not None:
+            self._task.cancel()
+        self.record()
+
+    async def _run(self) -> None:
+        while True:
+            self.record()
+            await asyncio.sleep(self.interval)
+
+
+def _trim(samples: list[list[float | int]], keep_after: float) -> None:
+    # Keep one sample at or before the window's start, so the window has a baseline.
+    drop = 0
+    while drop + 1 < len(samples) and samples[drop + 1][0] <= keep_after:
+        drop += 1
+    drop = max(drop, len(samples) - MAX_SAMPLES)
+    if drop:
+        del samples[:drop]
