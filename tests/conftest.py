@@ -218,3 +218,23 @@ def sshd_factory(tmp_path: Path) -> Iterator:
 def sshd(sshd_factory):
     """One running sshd on 127.0.0.1 (see ``sshd_factory``)."""
     return sshd_factory()
+
+
+@pytest.fixture
+def ntp_server(tmp_path: Path) -> Iterator:
+    """Factory: ``ntp_server(offset=0.0)`` starts a chronyd on loopback (see tests/ntp.py)."""
+    from ntp import ChronyServer
+
+    started: list[ChronyServer] = []
+
+    def make(offset: float = 0.0) -> ChronyServer:
+        need_root()  # chronyd binds its sockets and drops privileges as root
+        chronyd = need_tool("chronyd")
+        faketime = need_tool("faketime") if offset else None
+        server = ChronyServer(tmp_path / f"chrony-{len(started)}", chronyd, faketime, offset)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()

@@ -1,0 +1,81 @@
+"""A real NTP server on loopback: chronyd serving its own clock, optionally shifted.
+
+chronyd runs with ``-x`` (it never touches the system clock) and no sources, as a stratum-8
+local reference bound to 127.0.0.1 on a free port, its command sockets off. The offset test
+runs a second chronyd under libfaketime (Debian ``faketime``), which shifts every clock read
+of that process only: its answers then carry a clock ``offset`` seconds ahead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import ntplib
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ChronyServer:
+    def __init__(self, directory: Path, chronyd: str, faketime: str | None, offset: float) -> None:
+        self.directory = directory
+        self.port = free_udp_port()
+        directory.mkdir(parents=True, exist_ok=True)
+        conf = directory / "chrony.conf"
+        conf.write_text(
+            f"port {self.port}\n"
+            "bindaddress 127.0.0.1\n"
+            "allow 127.0.0.1\n"
+            "local stratum 8\n"
+            "cmdport 0\n"
+            "bindcmdaddress /\n"
+            f"pidfile {directory / 'chronyd.pid'}\n"
+        )
+        args = [chronyd, "-x", "-d", "-u", "root", "-f", str(conf)]
+        if offset:
+            assert faketime is not None
+            args = [faketime, "-f", f"{offset:+g}s", *args]
+        self.log = open(directory / "chronyd.log", "wb")  # noqa: SIM115 - kept for the child
+        # A session of its own: faketime runs chronyd as a child, so stop the whole group.
+        self.proc = subprocess.Popen(
+            args, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        self._wait_ready()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        client = ntplib.NTPClient()
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                client.request("127.0.0.1", version=4, port=self.port, timeout=0.3)
+                return
+            except (ntplib.NTPException, OSError):
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(
+            "chronyd did not answer: " + (self.directory / "chronyd.log").read_text()[-2000:]
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
