@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +20,28 @@ from typing import Any
 from spampot.sensor.spool import gzip_bytes, syncfs
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+# Characters JSON may leave raw (RFC 8259 §7 escapes only U+0000-U+001F) that still break or
+# disguise a line for the readers of a log: DEL and the C1 controls (U+0085 ends a line for
+# Python's str.splitlines, U+009B is a terminal's CSI), U+2028/U+2029 (line ends to JavaScript
+# before ES2019), bidirectional marks and overrides and zero-width characters (they reorder or
+# hide what a terminal shows), the BOM, lone surrogates. Only client strings can hold them, and
+# only inside JSON strings, where a \uXXXX escape decodes to the same character.
+_DISGUISING = re.compile(
+    "[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
+)
+
+
+def _escape_disguising(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def encode_line(record: dict[str, Any]) -> bytes:
+    """One event as one line of JSON that every line-oriented reader sees as one line."""
+    text = _dumps(record)
+    if not text.isascii():
+        text = _DISGUISING.sub(_escape_disguising, text)
+    return text.encode("utf-8", "backslashreplace") + b"\n"
 
 
 class Clock:
@@ -91,7 +114,7 @@ class EventBuffer:
         record.update(base)
         record["message"] = message
         record.update(fields)
-        return _dumps(record).encode("utf-8", "backslashreplace") + b"\n"
+        return encode_line(record)
 
     def emit(self, eventid: str, base: dict[str, Any], message: str, **fields: Any) -> None:
         self._lines.append(self.encode(eventid, base, message, **fields))
