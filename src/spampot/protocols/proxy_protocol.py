@@ -78,6 +78,10 @@ class ProxyHeaderParser:
         if parts[1] not in (b"TCP4", b"TCP6") or len(parts) != 6:
             raise ProxyHeaderError("malformed PROXY v1 line")
         family = 4 if parts[1] == b"TCP4" else 6
+        if b"%" in parts[2] or b"%" in parts[3]:
+            # A scope id (RFC 4007 §11) is not part of the spec's address form and would carry
+            # any bytes but "%" into the event log.
+            raise ProxyHeaderError("scoped address in PROXY v1 line")
         try:
             src = ipaddress.ip_address(parts[2].decode("ascii"))
             dst = ipaddress.ip_address(parts[3].decode("ascii"))
@@ -86,7 +90,7 @@ class ProxyHeaderParser:
             raise ProxyHeaderError(f"bad address in PROXY v1 line: {exc}") from None
         if src.version != family or dst.version != family:
             raise ProxyHeaderError("PROXY v1 address does not match its family")
-        return self._done(ProxiedAddress(str(src), sport, str(dst), dport, 1), end + 2)
+        return self._done(ProxiedAddress(_text(src), sport, _text(dst), dport, 1), end + 2)
 
     def _v2(self, buf: bytes) -> bool:
         if len(buf) < 16:
@@ -110,11 +114,17 @@ class ProxyHeaderParser:
         if tcp is not None and length >= 2 * tcp[0] + 4:
             size, address = tcp
             src, dst, sport, dport = struct.unpack_from(f"!{size}s{size}sHH", body)
-            real = ProxiedAddress(str(address(src)), sport, str(address(dst)), dport, 2)
+            real = ProxiedAddress(_text(address(src)), sport, _text(address(dst)), dport, 2)
             return self._done(real, used)
         if fam == 0x00:  # UNSPEC: addresses unknown, use the socket's
             return self._done(ProxiedAddress(None, None, None, None, 2), used)
         raise ProxyHeaderError(f"unsupported PROXY v2 family 0x{fam:02x} (length {length})")
+
+
+def _text(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """An IPv4-mapped IPv6 address is an IPv4 client, as for a socket's peer."""
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped if mapped is not None else ip)
 
 
 def _port(raw: bytes) -> int:
