@@ -195,7 +195,12 @@ def check_data_dir(sensor: Sensor, before_outside: set[Path], root: Path) -> lis
                 rel = rel.removeprefix("spool/")
                 assert SPOOL_MESSAGE.fullmatch(rel) or SPOOL_EVENTS.fullmatch(rel), rel
             else:
-                assert re.fullmatch(r"events/(current(-w\d+)?\.jsonl|last-rotated(-w\d+)?)", rel)
+                # The sensor's own files: names it makes, none from a client.
+                assert re.fullmatch(
+                    r"events/(current(-w\d+)?\.jsonl|last-rotated(-w\d+)?)"
+                    r"|state/[a-z0-9-]+\.json",
+                    rel,
+                ), rel
     records = []
     for live in sorted((sensor.data_dir / "events").glob("current*.jsonl")):
         raw = live.read_bytes()
