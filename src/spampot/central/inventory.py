@@ -87,6 +87,26 @@ class CollectSection:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusSection:
+    """``spampot status``: how sensors are asked, and the thresholds of the eight checks."""
+
+    timeout: int = 60  # seconds for one sensor's whole answer (SSH and spampot health)
+    connect_timeout: int = 20  # seconds for the TCP connection and SSH handshake
+    parallel: int = 8  # sensors asked at once
+    load_warn: float = 2.0  # 5-minute load average per CPU
+    load_crit: float = 4.0
+    disk_warn: float = 80.0  # percent of the data dir's space, or of its inodes, in use
+    disk_crit: float = 90.0
+    clock_warn: float = 1.0  # seconds of offset against NTP, either way
+    clock_crit: float = 10.0
+    silence_warn: int = 7200  # seconds without a captured email
+    sync_warn: int = 7200  # seconds since the last successful collection
+    sync_crit: int = 86400
+    boot_tolerance: int = 60  # seconds a boot time may move (clock steps) without a reboot
+    history_keep: int = 10000  # records kept per sensor in state/status/<sensor>.jsonl
+
+
+@dataclass(frozen=True, slots=True)
 class SensorEntry:
     name: str
     host: str
@@ -115,6 +135,7 @@ class SensorEntry:
 class Inventory:
     central: CentralSection = field(default_factory=CentralSection)
     collect: CollectSection = field(default_factory=CollectSection)
+    status: StatusSection = field(default_factory=StatusSection)
     sensors: tuple[SensorEntry, ...] = ()
     path: Path | None = None  # the file it was read from
 
@@ -132,7 +153,11 @@ class Inventory:
 
 # Sections read by _section(); a new section is one frozen dataclass and one line here (and a
 # field on Inventory).
-_SECTIONS: dict[str, type] = {"central": CentralSection, "collect": CollectSection}
+_SECTIONS: dict[str, type] = {
+    "central": CentralSection,
+    "collect": CollectSection,
+    "status": StatusSection,
+}
 _TOP = {*_SECTIONS, "defaults", "sensor"}
 _SENSOR_KEYS = {f.name for f in dataclasses.fields(SensorEntry)}
 
@@ -214,6 +239,14 @@ def _section(cls: type, name: str, values: Any, base: Path) -> Any:
             raise InventoryError("collect.parallel must be at least 1")
         if obj.connect_timeout < 1 or obj.io_timeout < 1 or obj.max_duration < 1:
             raise InventoryError("collect timeouts must be at least 1 second")
+    if name == "status":
+        if obj.parallel < 1 or obj.timeout < 1 or obj.connect_timeout < 1:
+            raise InventoryError("status.parallel and status timeouts must be at least 1")
+        if obj.history_keep < 1:
+            raise InventoryError("status.history_keep must be at least 1")
+        for check in ("load", "disk", "clock", "sync"):
+            if getattr(obj, f"{check}_warn") > getattr(obj, f"{check}_crit"):
+                raise InventoryError(f"status.{check}_warn is above status.{check}_crit")
     return obj
 
 
@@ -226,6 +259,10 @@ def _coerce(where: str, default: Any, value: Any, base: Path) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InventoryError(f"{where} must be a non-negative integer")
         return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise InventoryError(f"{where} must be a non-negative number")
+        return float(value)
     if isinstance(default, Path):
         if not isinstance(value, str) or not value:
             raise InventoryError(f"{where} must be a path (a non-empty string)")
