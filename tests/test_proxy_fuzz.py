@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import replace
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -270,6 +271,44 @@ def test_well_formed_requests_reach_a_verdict(stream, data):
     assert len(events) == 1 and machine.done
     check(events[0], machine)
     assert drive(ProxyServer(policy), splits(data, stream)) == drive(ProxyServer(policy), [stream])
+
+
+# -- one property per parser, so a long run can report examples per parser ---------------------
+# (bench/fuzz_long.py runs these with a large max_examples.)
+
+PARSERS: dict[str, tuple[list[Callable[[ProxyPolicy], Machine]], st.SearchStrategy[bytes]]] = {
+    # The first-byte detection in front of every proxy port, with what it hands over to.
+    "detect": (FACTORIES[0:2], st.one_of(st.binary(max_size=2048), STRUCTURED)),
+    "socks": (
+        FACTORIES[2:4],
+        st.one_of(
+            st.binary(max_size=600).map(lambda b: b"\x04" + b),
+            st.binary(max_size=600).map(lambda b: b"\x05" + b),
+            mutated(socks4_streams()),
+            mutated(socks5_streams()),
+        ),
+    ),
+    "http_proxy": (
+        [FACTORIES[4], lambda p: HttpProxyServer(p)],
+        st.one_of(st.binary(max_size=2048), mutated(http_streams())),
+    ),
+    "web": (
+        [FACTORIES[5], lambda p: WebServer(p)],
+        st.one_of(st.binary(max_size=2048), mutated(http_streams())),
+    ),
+}
+
+
+@FUZZ
+@pytest.mark.parametrize("parser", sorted(PARSERS))
+@given(data=st.data())
+def test_each_parser_on_hostile_streams_split_anywhere(parser, data):
+    factories, streams = PARSERS[parser]
+    stream = data.draw(streams)
+    factory = data.draw(st.sampled_from(factories))
+    policy = data.draw(st.sampled_from(POLICIES))
+    whole = drive(factory(policy), [stream])
+    assert drive(factory(policy), splits(data, stream)) == whole
 
 
 def test_worst_case_judge_echo_stays_within_the_output_bound():

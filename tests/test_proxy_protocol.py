@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import ipaddress
+import itertools
+import os
 import smtplib
 import socket
 import struct
@@ -72,17 +75,76 @@ def test_bad_headers_are_refused(bad):
         ProxyHeaderParser().receive_data(bad)
 
 
-@settings(max_examples=300)
-@given(st.binary(max_size=300), st.integers(1, 50))
-def test_arbitrary_bytes_only_raise_the_protocol_error(data, step):
+FUZZ = settings(max_examples=int(os.environ.get("SPAMPOT_FUZZ_EXAMPLES", "300")), deadline=None)
+
+
+def feed_header(data: bytes, cuts: list[int]) -> ProxyHeaderParser | None:
+    """Feed split at ``cuts`` as an adapter does; the parser once complete, None if refused."""
     parser = ProxyHeaderParser()
+    edges = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
     try:
-        for i in range(0, len(data), step):
-            if parser.receive_data(data[i : i + step]):
-                break
+        for a, b in itertools.pairwise(edges):
+            if parser.receive_data(data[a:b]):
+                parser.rest += data[b:]
+                return parser
+            assert len(parser._buf) <= 16 + 2048
     except ProxyHeaderError:
+        return None
+    return None
+
+
+def check_header(data: bytes, cuts: list[int]) -> None:
+    parser = feed_header(data, cuts)
+    whole = feed_header(data, [])
+    if parser is None or whole is None:
+        assert parser is whole is None  # where TCP cut the stream changes nothing
         return
-    assert len(parser._buf) <= 16 + 2048
+    assert (parser.result, parser.rest) == (whole.result, whole.rest)
+    real = parser.result
+    assert real is not None and data.endswith(parser.rest)
+    for address in (real.src_ip, real.dst_ip):
+        if address is not None:  # an address, in the form a socket would give
+            assert str(ipaddress.ip_address(address)) == address and "%" not in address
+
+
+ADDRESSES = st.one_of(
+    st.ip_addresses().map(str),
+    st.sampled_from(["fe80::1%eth0", "::ffff:1.2.3.4", "1.2.3.04", "../x", "", "1.2.3.4\x00"]),
+)
+
+
+@st.composite
+def near_valid_headers(draw: st.DrawFn) -> bytes:
+    if draw(st.booleans()):
+        family = draw(st.sampled_from([b"TCP4", b"TCP6", b"UNKNOWN", b"UDP4"]))
+        parts = [b"PROXY", family, *(draw(ADDRESSES).encode() for _ in range(2))]
+        parts += [str(draw(st.integers(0, 70000))).encode() for _ in range(2)]
+        line = b" ".join(parts) + draw(st.sampled_from([b"\r\n", b"\n", b""]))
+    else:
+        fam = draw(st.sampled_from([0x00, 0x11, 0x21, 0x12, 0x31]))
+        body = draw(st.binary(max_size=64))
+        length = draw(st.one_of(st.just(len(body)), st.integers(0, 0xFFFF)))
+        command = draw(st.sampled_from([0x20, 0x21, 0x22, 0x11]))
+        line = V2_SIGNATURE + bytes([command, fam]) + struct.pack("!H", length) + body
+    mutation = draw(st.integers(0, 3))
+    if mutation == 1 and line:
+        at = draw(st.integers(0, len(line) - 1))
+        line = line[:at] + bytes([draw(st.integers(0, 255))]) + line[at + 1 :]
+    elif mutation == 2:
+        line = line[: draw(st.integers(0, len(line)))]
+    return line + draw(st.binary(max_size=32))
+
+
+@FUZZ
+@given(st.binary(max_size=300), st.lists(st.integers(0, 400), max_size=8))
+def test_arbitrary_bytes_only_raise_the_protocol_error(data, cuts):
+    check_header(data, cuts)
+
+
+@FUZZ
+@given(near_valid_headers(), st.lists(st.integers(0, 400), max_size=8))
+def test_near_valid_headers_give_an_address_or_the_protocol_error(data, cuts):
+    check_header(data, cuts)
 
 
 def test_sensor_records_the_address_behind_a_trusted_front_end(sensor_factory):

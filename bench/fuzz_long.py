@@ -1,0 +1,138 @@
+"""Long fuzz run: the suite's hypothesis properties, per parser, with a large max_examples.
+
+The properties are the ones in tests/ (the CI profile runs them with SPAMPOT_FUZZ_EXAMPLES,
+default 300); here each runs ``--examples`` times (default 100,000), in ``--jobs`` processes.
+Prints a table on stderr and JSON on stdout (or ``--json-out``): per parser and property, the
+examples actually run (hypothesis may stop early when it has tried every distinct input a
+small strategy allows), seconds, and examples per second. Exits 1 on the first falsified
+property, after printing hypothesis' falsifying example. Each process runs properties of one
+``--examples`` value: the tests read it from SPAMPOT_FUZZ_EXAMPLES when they are imported.
+
+    python3 bench/fuzz_long.py                      # every parser, 100,000 examples each
+    python3 bench/fuzz_long.py --examples 2000 --parsers smtp,socks
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+
+EACH = ("test_proxy_fuzz", "test_each_parser_on_hostile_streams_split_anywhere")
+
+# parser -> [(module, property, keyword arguments)]
+PROPERTIES: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
+    "smtp": [
+        ("test_smtp_fuzz", "test_arbitrary_bytes_in_arbitrary_chunks", {}),
+        ("test_smtp_fuzz", "test_plausible_sessions", {}),
+    ],
+    "detect": [(*EACH, {"parser": "detect"})],
+    "socks": [(*EACH, {"parser": "socks"})],
+    "http_proxy": [(*EACH, {"parser": "http_proxy"})],
+    "web": [(*EACH, {"parser": "web"})],
+    "proxy_header": [
+        ("test_proxy_protocol", "test_arbitrary_bytes_only_raise_the_protocol_error", {}),
+        (
+            "test_proxy_protocol",
+            "test_near_valid_headers_give_an_address_or_the_protocol_error",
+            {},
+        ),
+    ],
+}
+
+
+def run_property(module: str, name: str, kwargs: dict[str, Any], examples: int) -> dict[str, Any]:
+    """Run one property ``examples`` times; count the examples it really ran."""
+    # The tests read their max_examples from this when imported: same settings as the suite.
+    os.environ["SPAMPOT_FUZZ_EXAMPLES"] = str(examples)
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+    test = getattr(importlib.import_module(module), name)
+    inner: Callable[..., Any] = test.hypothesis.inner_test
+    count = 0
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        nonlocal count
+        count += 1
+        return inner(*args, **kw)
+
+    test.hypothesis.inner_test = counting
+    started = time.perf_counter()
+    error = None
+    try:
+        test(**kwargs)
+    except Exception as exc:  # the falsified property: report it, do not hide it
+        error = f"{type(exc).__name__}: {exc}"
+    seconds = time.perf_counter() - started
+    return {
+        "property": name + "".join(f"[{v}]" for v in kwargs.values()),
+        "examples": count,
+        "seconds": round(seconds, 2),
+        "examples_per_s": round(count / seconds, 1) if seconds else None,
+        "error": error,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--examples", type=int, default=100_000, help="max_examples per property")
+    ap.add_argument("--parsers", default=",".join(PROPERTIES), help="comma-separated subset")
+    ap.add_argument("--jobs", type=int, default=2, help="processes running properties")
+    ap.add_argument("--json-out", type=Path)
+    args = ap.parse_args(argv)
+    parsers = [p for p in args.parsers.split(",") if p]
+    unknown = set(parsers) - set(PROPERTIES)
+    if unknown:
+        ap.error(f"unknown parsers: {', '.join(sorted(unknown))}")
+    jobs = [(parser, *prop) for parser in parsers for prop in PROPERTIES[parser]]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [
+            (parser, pool.submit(run_property, module, name, kwargs, args.examples))
+            for parser, module, name, kwargs in jobs
+        ]
+        results = []
+        for parser, future in futures:
+            result = {"parser": parser, **future.result()}
+            results.append(result)
+            print(
+                f"{parser:12} {result['property']:70} {result['examples']:>9,} examples "
+                f"{result['seconds']:>8.1f} s {result['examples_per_s'] or 0:>8.1f}/s"
+                + (f"  FALSIFIED {result['error'][:300]}" if result["error"] else ""),
+                file=sys.stderr,
+                flush=True,
+            )
+    per_parser = {p: sum(r["examples"] for r in results if r["parser"] == p) for p in parsers}
+    summary = {
+        "examples_per_property": args.examples,
+        "per_parser": per_parser,
+        "total_examples": sum(per_parser.values()),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "falsified": [r["property"] for r in results if r["error"]],
+        "results": results,
+    }
+    text = json.dumps(summary, indent=2)
+    if args.json_out:
+        args.json_out.write_text(text + "\n")
+    else:
+        print(text)
+    print(
+        "total "
+        + ", ".join(f"{p} {n:,}" for p, n in per_parser.items())
+        + f" examples in {summary['wall_s']} s",
+        file=sys.stderr,
+    )
+    return 1 if summary["falsified"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
