@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import smtplib
 import socket
 import subprocess
@@ -15,10 +16,13 @@ import pytest
 import socks
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import free_port
+from conftest import free_port, need_tool
 from spampot.config import load_config
 from spampot.sensor import health, metrics
 from spampot.sensor.health import clock, health_report
+
+ROOT = Path(__file__).parent.parent
+ALERT_RULES = ROOT / "deploy" / "spampot-alerts.yml"
 
 FAST = """
 [health]
@@ -195,8 +199,27 @@ def test_prometheus_endpoint_is_scraped_and_parses(sensor_factory):
     assert families["spampot_boot_timestamp_seconds"].samples[0].value > 1e9
     assert families["spampot_data_dir_avail_bytes"].samples[0].value > 0
     assert families["spampot_listeners"].samples[0].value == 6
+    assert families["spampot_workers_fresh"].samples[0].value == 1
     assert "spampot_last_collection_timestamp_seconds" not in families
+    (sensor.data_dir / "state" / "last-collection.json").write_text(
+        json.dumps({"time": "2026-01-02T03:04:05Z", "files": 3, "bytes": 99})
+    )
+    samples = {s.name: s.value for f in scrape().values() for s in f.samples}
+    assert samples["spampot_last_collection_timestamp_seconds"] == 1767323045.0
+    # Every spampot metric the example alerting rules use is one the sensor exports.
+    used = set(re.findall(r"\bspampot_[a-z0-9_]+", ALERT_RULES.read_text()))
+    assert used and used <= set(samples), used - set(samples)
     assert "process_resident_memory_bytes" in {s.name for f in families.values() for s in f.samples}
+
+
+def test_alert_rules_are_valid_and_pass_their_unit_tests():
+    promtool = need_tool("promtool")
+    for args in (
+        ["check", "rules", str(ALERT_RULES)],
+        ["test", "rules", str(ROOT / "tests" / "alerts" / "spampot-alerts.test.yml")],
+    ):
+        done = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_metrics_listener_is_off_by_default(sensor_factory):

@@ -39,7 +39,7 @@ class SensorCollector(Collector):
                 report["spool"] = self._spool[1]
             else:
                 self._spool = (now, report["spool"])
-        yield from families(report, self.listeners)
+        yield from families(report, self.listeners, self.config.sensor.workers)
 
 
 def _gauge(name: str, doc: str, value: float | None) -> Iterator[Metric]:
@@ -47,7 +47,7 @@ def _gauge(name: str, doc: str, value: float | None) -> Iterator[Metric]:
         yield GaugeMetricFamily(name, doc, value=value)
 
 
-def families(report: dict[str, Any], listeners: int = 0) -> Iterator[Metric]:
+def families(report: dict[str, Any], listeners: int = 0, workers: int = 1) -> Iterator[Metric]:
     """Metric families for one health report; names follow the Prometheus conventions."""
     traffic = report["traffic"]
     totals = traffic["totals"]
@@ -124,6 +124,9 @@ def families(report: dict[str, Any], listeners: int = 0) -> Iterator[Metric]:
         "spampot_workers_fresh",
         "Worker processes whose counters were written recently.",
         value=sum(1 for w in processes["workers"] if w["fresh"]),
+    )
+    yield GaugeMetricFamily(
+        "spampot_workers_configured", "Worker processes configured.", value=workers
     )
     yield GaugeMetricFamily("spampot_listeners", "Sockets worker 0 listens on.", value=listeners)
 
