@@ -84,8 +84,11 @@ def _toml(value: object) -> str:
     return str(value)
 
 
+from spampot.analysis.cli import ingest, report  # noqa: E402
 from spampot.central.status_cli import status  # noqa: E402 - commands in their own modules
 from spampot.sensor.health_cli import health  # noqa: E402
 
 main.add_command(health)
 main.add_command(status)
+main.add_command(ingest)
+main.add_command(report)

@@ -1,0 +1,1 @@
+"""Analysis: the warehouse (``spampot ingest``) and the paper's tables (``spampot report``)."""

@@ -1,0 +1,281 @@
+"""``spampot ingest`` and ``spampot report``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+from spampot.analysis.warehouse import ReportFilter, SensorInfo
+
+_PATH = click.Path(path_type=Path)
+_FILE = click.Path(path_type=Path, dir_okay=False, exists=True)
+
+
+def load_sensor_info(path: Path | None) -> dict[str, SensorInfo]:
+    """Tags and ISP of each sensor, from the central inventory's ``[[sensor]]`` entries."""
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise click.ClickException(f"cannot read the inventory {path}: {exc}") from exc
+    out: dict[str, SensorInfo] = {}
+    for entry in raw.get("sensor", []):
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            tags = entry.get("tags", [])
+            out[entry["name"]] = SensorInfo(
+                tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else (),
+                entry["isp"] if isinstance(entry.get("isp"), str) else "",
+            )
+    return out
+
+
+def _central_dir(inventory: Path | None) -> Path | None:
+    if inventory is None:
+        return None
+    with open(inventory, "rb") as f:
+        raw = tomllib.load(f)
+    data_dir = raw.get("central", {}).get("data_dir")
+    return (inventory.parent / data_dir) if isinstance(data_dir, str) else None
+
+
+def _on_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+@contextmanager
+def _bytes_progress(label: str) -> Iterator[object]:
+    if not _on_terminal():
+        yield None
+        return
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+@click.command()
+@click.option(
+    "--inventory",
+    type=_FILE,
+    help="Central inventory: raw/ and the warehouse are under its data_dir.",
+)
+@click.option("--raw", "raw_dir", type=_PATH, help="Collected data (raw/<sensor>/…).")
+@click.option(
+    "--warehouse", type=_PATH, help="Warehouse directory (default: <data_dir>/warehouse)."
+)
+@click.option("--country-mmdb", type=_FILE, help="MaxMind GeoLite2/GeoIP2 Country (or City) .mmdb.")
+@click.option("--asn-mmdb", type=_FILE, help="MaxMind GeoLite2/GeoIP2 ASN .mmdb.")
+@click.option("--ip2asn", type=_FILE, help="ip2asn TSV (plain or .gz): AS number, country, name.")
+@click.option(
+    "--no-geoip2fast", is_flag=True, help="Do not fall back on the bundled geoip2fast data."
+)
+@click.option(
+    "--batch-mb",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Gzip input per batch (bounds memory).",
+)
+@click.option(
+    "--threads", type=click.IntRange(0), default=0, help="DuckDB threads (0: one per core)."
+)
+@click.option("--memory-limit", default="3GB", show_default=True)
+def ingest(
+    inventory: Path | None,
+    raw_dir: Path | None,
+    warehouse: Path | None,
+    country_mmdb: Path | None,
+    asn_mmdb: Path | None,
+    ip2asn: Path | None,
+    no_geoip2fast: bool,
+    batch_mb: int,
+    threads: int,
+    memory_limit: str,
+) -> None:
+    """Turn collected event files into the Parquet warehouse, enriched (re-runs add new files)."""
+    from spampot.analysis.enrich import GeoSourceError, build_enricher
+    from spampot.analysis.ingest import IngestConfig, Ingester
+
+    central = _central_dir(inventory)
+    raw_dir = raw_dir or (central / "raw" if central else None)
+    warehouse = warehouse or (central / "warehouse" if central else None)
+    if raw_dir is None or warehouse is None:
+        raise click.UsageError("give --inventory, or --raw and --warehouse")
+    try:
+        enricher = build_enricher(
+            country_mmdb=country_mmdb,
+            asn_mmdb=asn_mmdb,
+            ip2asn=ip2asn,
+            geoip2fast=not no_geoip2fast,
+        )
+    except GeoSourceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    config = IngestConfig(
+        raw_dir=raw_dir,
+        warehouse=warehouse,
+        batch_bytes=batch_mb * 1024 * 1024,
+        threads=threads,
+        memory_limit=memory_limit,
+    )
+    with Ingester(config, enricher) as ingester, _bytes_progress("ingest") as progress:
+        result = ingester.run(progress)  # type: ignore[arg-type]
+    rate = result.events / result.seconds if result.seconds else 0.0
+    click.echo(
+        f"ingested {result.files:,} files ({result.input_bytes / 1e6:,.1f} MB) in"
+        f" {result.batches} batch(es): {result.events:,} events in {result.seconds:.1f} s"
+        f" ({rate:,.0f} events/s); {result.rows['messages']:,} emails,"
+        f" {result.rows['proxy_requests']:,} proxy requests, {result.rows['sessions']:,}"
+        f" sessions; {result.new_addresses:,} addresses looked up ({enricher.label})"
+    )
+    for rel in result.changed:
+        click.echo(f"warning: {rel} changed after it was ingested; not read again", err=True)
+
+
+def _date(value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from exc
+
+
+@click.command()
+@click.option(
+    "--inventory",
+    type=_FILE,
+    help="Central inventory: sensor tags and ISPs, and where the data is.",
+)
+@click.option(
+    "--warehouse", type=_PATH, help="Warehouse directory (default: <data_dir>/warehouse)."
+)
+@click.option(
+    "--raw", "raw_dir", type=_PATH, help="raw/ directory, to read messages for campaigns."
+)
+@click.option("--from", "start", help="First day (YYYY-MM-DD, UTC), included.")
+@click.option("--to", "end", help="Last day (YYYY-MM-DD, UTC), included.")
+@click.option("--sensor", "sensors", multiple=True, help="Only this sensor (repeatable).")
+@click.option(
+    "--tag", "tags", multiple=True, help="Only sensors with this inventory tag (repeatable)."
+)
+@click.option("--top", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option(
+    "--period",
+    type=click.Choice(["auto", "day", "week", "month"]),
+    default="auto",
+    show_default=True,
+    help="Time step of the figures.",
+)
+@click.option(
+    "--campaign-sample",
+    type=click.IntRange(0),
+    default=2000,
+    show_default=True,
+    help="Emails read for campaign grouping (0: skip).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=_PATH,
+    help="Write CSV and JSON of every table and figure, and report.html, here.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the whole report as JSON instead of tables."
+)
+@click.option("--quiet", is_flag=True, help="Print nothing but the files written.")
+@click.option(
+    "--threads", type=click.IntRange(0), default=0, help="DuckDB threads (0: one per core)."
+)
+@click.option("--memory-limit", default="3GB", show_default=True)
+def report(
+    inventory: Path | None,
+    warehouse: Path | None,
+    raw_dir: Path | None,
+    start: str | None,
+    end: str | None,
+    sensors: tuple[str, ...],
+    tags: tuple[str, ...],
+    top: int,
+    period: str,
+    campaign_sample: int,
+    out_dir: Path | None,
+    as_json: bool,
+    quiet: bool,
+    threads: int,
+    memory_limit: str,
+) -> None:
+    """The paper's Tables 2–6 and Figures 2–3, and more, from the warehouse."""
+    from spampot.analysis.render import print_report, report_json, write_report_files
+    from spampot.analysis.report import ReportOptions, build_report
+    from spampot.analysis.warehouse import open_warehouse
+
+    central = _central_dir(inventory)
+    warehouse = warehouse or (central / "warehouse" if central else None)
+    raw_dir = raw_dir or (central / "raw" if central else None)
+    if warehouse is None:
+        raise click.UsageError("give --inventory or --warehouse")
+    if not warehouse.is_dir():
+        raise click.ClickException(f"{warehouse} is not a warehouse (run spampot ingest first)")
+    info = load_sensor_info(inventory)
+    flt = ReportFilter(_date(start), _date(end), sensors, tags)
+    if flt.start and flt.end and flt.start > flt.end:
+        raise click.BadParameter("--from is after --to")
+    unknown_tags = set(tags) - {t for s in info.values() for t in s.tags}
+    if unknown_tags:
+        click.echo(f"warning: no sensor has tag(s) {', '.join(sorted(unknown_tags))}", err=True)
+    options = ReportOptions(
+        top=top, period=period, campaign_sample=campaign_sample, raw_dir=raw_dir
+    )
+    started = time.perf_counter()
+    con = open_warehouse(warehouse, flt, info, threads=threads, memory_limit=memory_limit)
+    try:
+        if _on_terminal() and not quiet:
+            with Progress(
+                TextColumn("report: {task.description}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            ) as progress:
+                task = progress.add_task("starting", total=None)
+                result = build_report(
+                    con,
+                    options,
+                    info,
+                    flt.describe(),
+                    step=lambda name: progress.update(task, description=name),
+                )
+        else:
+            result = build_report(con, options, info, flt.describe())
+    finally:
+        con.close()
+    elapsed = time.perf_counter() - started
+    if as_json:
+        click.echo(json.dumps(report_json(result), indent=1, ensure_ascii=False))
+    elif not quiet:
+        print_report(result, Console())
+        click.echo(f"(report built in {elapsed:.1f} s)", err=True)
+    if out_dir is not None:
+        write_report_files(result, out_dir)
+        click.echo(f"wrote {out_dir / 'report.html'} and CSV/JSON files in {out_dir}", err=True)

@@ -1,0 +1,111 @@
+"""Reading the warehouse: DuckDB views over the Parquet files, with the report's filters.
+
+The report's SQL reads the views ``messages``, ``proxy_requests``, ``sessions``,
+``smtp_events`` and ``recipient_domains``, already restricted to the date range and sensors
+asked for, and ``sensor_tags`` (sensor, tag) from the inventory. On Spark the same views are
+``createOrReplaceTempView`` over the same directories with the same WHERE clause.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from spampot.analysis.ingest import EVENT_COLUMNS, TABLES
+from spampot.analysis.sql import load_sql
+
+
+@dataclass(frozen=True, slots=True)
+class SensorInfo:
+    tags: tuple[str, ...] = ()
+    isp: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFilter:
+    start: dt.date | None = None  # first day included
+    end: dt.date | None = None  # last day included
+    sensors: tuple[str, ...] = ()  # empty: all
+    tags: tuple[str, ...] = ()  # empty: all; else sensors carrying any of these tags
+
+    def sensor_set(self, inventory: Mapping[str, SensorInfo]) -> list[str] | None:
+        """The sensors to keep (None: no restriction)."""
+        chosen: set[str] | None = set(self.sensors) if self.sensors else None
+        if self.tags:
+            tagged = {name for name, info in inventory.items() if set(info.tags) & set(self.tags)}
+            chosen = tagged if chosen is None else chosen & tagged
+        return None if chosen is None else sorted(chosen)
+
+    def describe(self) -> str:
+        parts = []
+        if self.start or self.end:
+            parts.append(f"days {self.start or '…'} to {self.end or '…'}")
+        if self.sensors:
+            parts.append("sensors " + ", ".join(self.sensors))
+        if self.tags:
+            parts.append("tags " + ", ".join(self.tags))
+        return "; ".join(parts) or "all data"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def open_warehouse(
+    path: Path,
+    flt: ReportFilter,
+    inventory: Mapping[str, SensorInfo],
+    *,
+    threads: int = 0,
+    memory_limit: str = "3GB",
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the filtered views the report's SQL reads."""
+    con = duckdb.connect()
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    con.execute("SET memory_limit = ?", [memory_limit])
+    # Empty, typed stand-ins so that a table with no files yet has its columns all the same.
+    columns = ", ".join(f'"{name}" {kind}' for name, kind in EVENT_COLUMNS.items())
+    con.execute(f"CREATE TEMP TABLE batch_events ({columns}, ts TIMESTAMP, raw_sensor VARCHAR)")
+    con.execute(
+        "CREATE TEMP TABLE ipinfo (src_ip VARCHAR, country VARCHAR, asn BIGINT,"
+        " as_name VARCHAR, as_country VARCHAR, geo_source VARCHAR)"
+    )
+    where = ["TRUE"]
+    if flt.start:
+        where.append(f"day >= DATE '{flt.start.isoformat()}'")
+    if flt.end:
+        where.append(f"day <= DATE '{flt.end.isoformat()}'")
+    sensors = flt.sensor_set(inventory)
+    if sensors is not None:
+        where.append(
+            f"sensor IN ({', '.join(_literal(s) for s in sensors)})" if sensors else "FALSE"
+        )
+    condition = " AND ".join(where)
+    for table in TABLES:
+        files = sorted((path / table).glob("day=*/*.parquet"))
+        if files:
+            source = (
+                f"read_parquet({_literal(str(path / table) + '/day=*/*.parquet')},"
+                " hive_partitioning = true, hive_types = {'day': DATE}, union_by_name = true)"
+            )
+        else:
+            source = f"({load_sql('ingest_' + table)}) AS empty"
+        con.execute(f"CREATE TEMP VIEW all_{table} AS SELECT * FROM {source}")
+        con.execute(f"CREATE TEMP VIEW {table} AS SELECT * FROM all_{table} WHERE {condition}")
+    tags = [(name, tag) for name, info in inventory.items() for tag in info.tags]
+    con.register(
+        "sensor_tags_arrow",
+        pa.table(
+            {"sensor": [s for s, _ in tags], "tag": [t for _, t in tags]},
+            schema=pa.schema([("sensor", pa.string()), ("tag", pa.string())]),
+        ),
+    )
+    con.execute("CREATE TEMP TABLE sensor_tags AS SELECT * FROM sensor_tags_arrow")
+    con.unregister("sensor_tags_arrow")
+    return con
