@@ -14,10 +14,11 @@ import pytest
 from analysis_data import build_known, write_inventory, write_ip2asn, write_mmdbs
 from spampot.analysis.cli import load_sensor_info
 from spampot.analysis.enrich import build_enricher
+from spampot.analysis.filters import ReportFilter
 from spampot.analysis.ingest import IngestConfig, ingest
 from spampot.analysis.render import write_report_files
 from spampot.analysis.report import ReportOptions, build_report
-from spampot.analysis.warehouse import ReportFilter, open_warehouse
+from spampot.analysis.warehouse import open_warehouse
 
 D = dt.date
 

@@ -12,10 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
-from spampot.analysis.warehouse import ReportFilter, SensorInfo
+from spampot.analysis.filters import ReportFilter, SensorInfo
 
 _PATH = click.Path(path_type=Path)
 _FILE = click.Path(path_type=Path, dir_okay=False, exists=True)
@@ -59,6 +57,9 @@ def _bytes_progress(label: str) -> Iterator[object]:
     if not _on_terminal():
         yield None
         return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn(label),
         BarColumn(),
@@ -149,6 +150,8 @@ def ingest(
         f" {result.rows['proxy_requests']:,} proxy requests, {result.rows['sessions']:,}"
         f" sessions; {result.new_addresses:,} addresses looked up ({enricher.label})"
     )
+    for rel, reason in result.failed:
+        click.echo(f"warning: {rel} is unreadable and was set aside: {reason}", err=True)
     for rel in result.changed:
         click.echo(f"warning: {rel} changed after it was ingested; not read again", err=True)
 
@@ -227,6 +230,9 @@ def report(
     memory_limit: str,
 ) -> None:
     """The paper's Tables 2–6 and Figures 2–3, and more, from the warehouse."""
+    from rich.console import Console
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
     from spampot.analysis.render import print_report, report_json, write_report_files
     from spampot.analysis.report import ReportOptions, build_report
     from spampot.analysis.warehouse import open_warehouse
@@ -274,7 +280,8 @@ def report(
     if as_json:
         click.echo(json.dumps(report_json(result), indent=1, ensure_ascii=False))
     elif not quiet:
-        print_report(result, Console())
+        # Piped into a file or a pager, wide tables read better unwrapped.
+        print_report(result, Console(width=None if sys.stdout.isatty() else 160))
         click.echo(f"(report built in {elapsed:.1f} s)", err=True)
     if out_dir is not None:
         write_report_files(result, out_dir)

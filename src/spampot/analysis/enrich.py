@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import gzip
 import ipaddress
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,8 +147,10 @@ class Ip2AsnSource:
                     country = parts[3] if len(parts[3]) == 2 and parts[3] != "--" else ""
                     row = (int(start), int(end), asn, country, parts[4])
                     (v4 if start.version == 4 else v6).append(row)
-        except OSError as exc:
-            raise GeoSourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        except (OSError, EOFError, zlib.error) as exc:  # missing, or a broken gzip stream
+            raise GeoSourceError(
+                f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+            ) from exc
         v4.sort()
         v6.sort()
         self._ranges = {4: v4, 6: v6}
@@ -173,7 +176,7 @@ class Ip2AsnSource:
 
 def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as f:
-        return f.read(2) == b"\x1f\x8b"
+        return f.read(2) == b"\x1f\x8b"  # the gzip magic number (RFC 1952 §2.3.1)
 
 
 class Enricher:

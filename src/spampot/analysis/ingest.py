@@ -117,6 +117,7 @@ class IngestResult:
     new_addresses: int = 0
     rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     changed: list[str] = field(default_factory=list)  # committed files whose size/mtime moved
+    failed: list[tuple[str, str]] = field(default_factory=list)  # unreadable files, and why
     seconds: float = 0.0
 
 
@@ -276,6 +277,26 @@ class Ingester:
         return result
 
     def _ingest_batch(self, files: list[RawFile], result: IngestResult) -> None:
+        try:
+            self._ingest_files(files, result)
+        except duckdb.Error:
+            # One unreadable file (not gzip, truncated) must not hold back the others: read
+            # them one by one, and set aside the ones that fail.
+            for raw in files:
+                try:
+                    self._ingest_files([raw], result)
+                except duckdb.Error as exc:
+                    self._set_aside(raw, exc, result)
+
+    def _set_aside(self, raw: RawFile, exc: duckdb.Error, result: IngestResult) -> None:
+        """Commit an unreadable file as failed: it is reported, and not retried each run."""
+        reason = str(exc).splitlines()[0][:300]
+        shutil.rmtree(self.config.warehouse / STAGING, ignore_errors=True)
+        self.con.execute("DROP TABLE IF EXISTS batch_events")
+        self.manifest.commit(batch_id([raw]), [raw], {"failed": reason})
+        result.failed.append((raw.rel, reason))
+
+    def _ingest_files(self, files: list[RawFile], result: IngestResult) -> None:
         con = self.con
         cfg = self.config
         bid = batch_id(files)
@@ -290,11 +311,12 @@ class Ingester:
             " filename = true, ignore_errors = true, maximum_object_size = 16777216)",
             [paths],
         )
-        events = con.execute("SELECT COUNT(*) FROM batch_events").fetchone()
-        result.events += int(events[0]) if events else 0
-        result.new_addresses += self._enrich()
+        count = con.execute("SELECT COUNT(*) FROM batch_events").fetchone()
+        events = int(count[0]) if count else 0
+        new_addresses = self._enrich()
         staging = cfg.warehouse / STAGING / bid
         staging.mkdir(parents=True, exist_ok=True)
+        rows: dict[str, int] = {}
         written: list[tuple[Path, Path]] = []
         for table in TABLES:
             out = staging / table
@@ -303,7 +325,7 @@ class Ingester:
                 f"COPY ({sql}) TO '{_quote(out)}' (FORMAT parquet, PARTITION_BY (day),"
                 f" COMPRESSION {cfg.compression}, FILENAME_PATTERN '{bid}-{{i}}')"
             ).fetchone()
-            result.rows[table] += int(count[0]) if count else 0
+            rows[table] = int(count[0]) if count else 0
             for part in out.glob("day=*/*.parquet"):
                 written.append((part, cfg.warehouse / table / part.parent.name / part.name))
         for src, dst in written:
@@ -312,12 +334,14 @@ class Ingester:
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dst)
         self.manifest.commit(
-            bid,
-            files,
-            {"events": int(events[0]) if events else 0, "geo_source": self.enricher.label},
+            bid, files, {"events": events, "rows": rows, "geo_source": self.enricher.label}
         )
         shutil.rmtree(staging, ignore_errors=True)
         con.execute("DROP TABLE batch_events")
+        result.events += events
+        result.new_addresses += new_addresses
+        for table, n in rows.items():
+            result.rows[table] += n
         result.files += len(files)
         result.input_bytes += sum(f.size for f in files)
         result.batches += 1

@@ -17,10 +17,10 @@ from typing import Any
 
 import duckdb
 
+from spampot.analysis.filters import SensorInfo
 from spampot.analysis.model import Column, Figure, Report, Series, Table
 from spampot.analysis.ports import usual_service
 from spampot.analysis.sql import render_sql
-from spampot.analysis.warehouse import SensorInfo
 
 UNKNOWN = "unknown"
 OTHER = "other"

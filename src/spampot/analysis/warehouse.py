@@ -8,48 +8,15 @@ asked for, and ``sensor_tags`` (sensor, tag) from the inventory. On Spark the sa
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from spampot.analysis.filters import ReportFilter, SensorInfo
 from spampot.analysis.ingest import EVENT_COLUMNS, TABLES
 from spampot.analysis.sql import load_sql
-
-
-@dataclass(frozen=True, slots=True)
-class SensorInfo:
-    tags: tuple[str, ...] = ()
-    isp: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ReportFilter:
-    start: dt.date | None = None  # first day included
-    end: dt.date | None = None  # last day included
-    sensors: tuple[str, ...] = ()  # empty: all
-    tags: tuple[str, ...] = ()  # empty: all; else sensors carrying any of these tags
-
-    def sensor_set(self, inventory: Mapping[str, SensorInfo]) -> list[str] | None:
-        """The sensors to keep (None: no restriction)."""
-        chosen: set[str] | None = set(self.sensors) if self.sensors else None
-        if self.tags:
-            tagged = {name for name, info in inventory.items() if set(info.tags) & set(self.tags)}
-            chosen = tagged if chosen is None else chosen & tagged
-        return None if chosen is None else sorted(chosen)
-
-    def describe(self) -> str:
-        parts = []
-        if self.start or self.end:
-            parts.append(f"days {self.start or '…'} to {self.end or '…'}")
-        if self.sensors:
-            parts.append("sensors " + ", ".join(self.sensors))
-        if self.tags:
-            parts.append("tags " + ", ".join(self.tags))
-        return "; ".join(parts) or "all data"
 
 
 def _literal(text: str) -> str:

@@ -1,0 +1,162 @@
+"""The warehouse: idempotent, incremental, crash-safe ingest that never chokes on bad input."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from analysis_data import SensorData, build_known
+from spampot.analysis.enrich import Enricher
+from spampot.analysis.ingest import MANIFEST, STAGING, IngestConfig, Manifest, ingest
+
+NO_GEO = Enricher([])  # these tests are about files and rows, not addresses
+
+FUZZ_EXAMPLES = int(os.environ.get("SPAMPOT_FUZZ_EXAMPLES", "300")) // 10
+
+
+def parquet_files(warehouse: Path) -> list[str]:
+    return sorted(str(p.relative_to(warehouse)) for p in warehouse.glob("*/day=*/*.parquet"))
+
+
+def count(warehouse: Path, table: str) -> int:
+    files = str(warehouse / table / "day=*" / "*.parquet")
+    return query(f"SELECT COUNT(*) FROM read_parquet('{files}')")[0]
+
+
+def query(sql: str) -> tuple:
+    with duckdb.connect() as con:
+        return con.execute(sql).fetchone()
+
+
+def cfg(root: Path, **kw) -> IngestConfig:
+    return IngestConfig(root / "raw", root / "warehouse", threads=2, **kw)
+
+
+def test_rerun_adds_nothing(tmp_path):
+    build_known(tmp_path / "raw")
+    first = ingest(cfg(tmp_path), NO_GEO)
+    files = parquet_files(tmp_path / "warehouse")
+    assert first.files == 12 and first.rows["messages"] == 12
+    again = ingest(cfg(tmp_path), NO_GEO)
+    assert again.files == 0 and again.events == 0
+    assert parquet_files(tmp_path / "warehouse") == files
+    assert count(tmp_path / "warehouse", "messages") == 12
+    assert not (tmp_path / "warehouse" / STAGING).exists()
+
+
+def test_new_files_only(tmp_path):
+    build_known(tmp_path / "raw")
+    ingest(cfg(tmp_path), NO_GEO)
+    late = SensorData(tmp_path / "raw", "late-1")
+    late.message("2026-03-04T10:00:00", "203.0.113.9", 25, ["a@b.example"])
+    late.write()
+    result = ingest(cfg(tmp_path), NO_GEO)
+    assert result.files == 1 and result.rows["messages"] == 1
+    assert count(tmp_path / "warehouse", "messages") == 13
+
+
+def test_one_file_per_batch_gives_the_same_rows(tmp_path):
+    build_known(tmp_path / "raw")
+    result = ingest(cfg(tmp_path, batch_bytes=1), NO_GEO)
+    assert result.batches == 12
+    assert count(tmp_path / "warehouse", "messages") == 12
+    assert count(tmp_path / "warehouse", "proxy_requests") == 18
+
+
+def test_crash_before_commit_leaves_nothing_twice(tmp_path, monkeypatch):
+    build_known(tmp_path / "raw")
+    calls = {"n": 0}
+    real_commit = Manifest.commit
+
+    def crash_on_second(self, batch, files, detail):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed between moving files and the manifest line")
+        return real_commit(self, batch, files, detail)
+
+    monkeypatch.setattr(Manifest, "commit", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        ingest(cfg(tmp_path, batch_bytes=1), NO_GEO)
+    monkeypatch.setattr(Manifest, "commit", real_commit)
+    # The second batch's Parquet files are in place but uncommitted: the next run removes
+    # them and reads those event files again.
+    result = ingest(cfg(tmp_path, batch_bytes=1), NO_GEO)
+    assert result.files == 11
+    assert count(tmp_path / "warehouse", "messages") == 12
+    assert count(tmp_path / "warehouse", "sessions") == 20
+
+
+def test_changed_file_is_reported_not_reread(tmp_path):
+    build_known(tmp_path / "raw")
+    ingest(cfg(tmp_path), NO_GEO)
+    victim = sorted((tmp_path / "raw" / "biz-1" / "events").iterdir())[0]
+    victim.write_bytes(victim.read_bytes() + gzip.compress(b"\n"))
+    result = ingest(cfg(tmp_path), NO_GEO)
+    assert result.changed == [f"biz-1/events/{victim.name}"]
+    assert result.files == 0
+    assert count(tmp_path / "warehouse", "messages") == 12
+
+
+def test_unreadable_file_is_set_aside(tmp_path):
+    build_known(tmp_path / "raw")
+    bad = tmp_path / "raw" / "res-1" / "events" / "res-1-20260301T00.jsonl.gz"
+    bad.write_bytes(b"this is not gzip at all")
+    result = ingest(cfg(tmp_path), NO_GEO)
+    assert [rel for rel, _ in result.failed] == ["res-1/events/res-1-20260301T00.jsonl.gz"]
+    assert count(tmp_path / "warehouse", "messages") == 12  # every good file made it
+    assert ingest(cfg(tmp_path), NO_GEO).failed == []  # set aside once, not retried
+
+
+def test_torn_manifest_line_is_not_a_commit(tmp_path):
+    build_known(tmp_path / "raw")
+    ingest(cfg(tmp_path), NO_GEO)
+    manifest = tmp_path / "warehouse" / MANIFEST
+    manifest.write_text(manifest.read_text()[:-20])  # the last line cut short
+    result = ingest(cfg(tmp_path), NO_GEO)
+    assert result.files == 12  # the one batch is redone
+    assert count(tmp_path / "warehouse", "messages") == 12
+
+
+def test_sensor_name_from_events_and_dir(tmp_path):
+    data = SensorData(tmp_path / "raw", "br-01")
+    rel = data.message("2026-03-02T10:00:00", "2001:db8::1", 25, ["a@b.example"])
+    data.write()
+    ingest(cfg(tmp_path), NO_GEO)
+    row = query(
+        "SELECT sensor, raw_sensor, file, src_ip, rcpt_count, day FROM read_parquet("
+        f"'{tmp_path}/warehouse/messages/*/*.parquet', hive_partitioning = true)"
+    )
+    assert row[0] == "br-01" and row[1] == "br-01"
+    assert f"{row[1]}/{row[2]}" == rel
+    assert (tmp_path / "raw" / rel).exists()
+    assert row[3] == "2001:db8::1" and row[4] == 1
+    assert str(row[5]) == "2026-03-02"
+
+
+@settings(
+    max_examples=max(FUZZ_EXAMPLES, 10),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(junk=st.lists(st.binary(max_size=300), max_size=6))
+def test_arbitrary_lines_never_stop_ingest(tmp_path, junk):
+    root = tmp_path / "fuzz"
+    shutil.rmtree(root, ignore_errors=True)
+    data = SensorData(root / "raw", "s1")
+    data.message("2026-03-02T10:00:00", "203.0.113.1", 25, ["a@b.example"])
+    good = b"".join(data.lines["20260302T10"])
+    events = root / "raw" / "s1" / "events"
+    events.mkdir(parents=True)
+    lines = [*junk, good]
+    (events / "s1-20260302T10.jsonl.gz").write_bytes(gzip.compress(b"\n".join(lines)))
+    result = ingest(cfg(root), NO_GEO)
+    assert result.failed == [] or result.rows["messages"] == 0
+    if not result.failed:
+        assert result.rows["messages"] == 1  # the good line, whatever came before it
