@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import sys
 import time
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,38 +13,30 @@ from pathlib import Path
 import click
 
 from spampot.analysis.filters import ReportFilter, SensorInfo
+from spampot.central.inventory import Inventory, InventoryError, load_inventory
 
 _PATH = click.Path(path_type=Path)
 _FILE = click.Path(path_type=Path, dir_okay=False, exists=True)
 
 
-def load_sensor_info(path: Path | None) -> dict[str, SensorInfo]:
-    """Tags and ISP of each sensor, from the central inventory's ``[[sensor]]`` entries."""
+def _inventory(path: Path | None) -> Inventory | None:
     if path is None:
-        return {}
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise click.ClickException(f"cannot read the inventory {path}: {exc}") from exc
-    out: dict[str, SensorInfo] = {}
-    for entry in raw.get("sensor", []):
-        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-            tags = entry.get("tags", [])
-            out[entry["name"]] = SensorInfo(
-                tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else (),
-                entry["isp"] if isinstance(entry.get("isp"), str) else "",
-            )
-    return out
-
-
-def _central_dir(inventory: Path | None) -> Path | None:
-    if inventory is None:
         return None
-    with open(inventory, "rb") as f:
-        raw = tomllib.load(f)
-    data_dir = raw.get("central", {}).get("data_dir")
-    return (inventory.parent / data_dir) if isinstance(data_dir, str) else None
+    try:
+        return load_inventory(path)
+    except InventoryError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def sensor_info(inventory: Inventory | None) -> dict[str, SensorInfo]:
+    """Tags and ISP of each sensor of the central inventory."""
+    if inventory is None:
+        return {}
+    return {s.name: SensorInfo(s.tags, s.isp) for s in inventory.sensors}
+
+
+def load_sensor_info(path: Path) -> dict[str, SensorInfo]:
+    return sensor_info(_inventory(path))
 
 
 def _on_terminal() -> bool:
@@ -119,9 +110,9 @@ def ingest(
     from spampot.analysis.enrich import GeoSourceError, build_enricher
     from spampot.analysis.ingest import IngestConfig, Ingester
 
-    central = _central_dir(inventory)
-    raw_dir = raw_dir or (central / "raw" if central else None)
-    warehouse = warehouse or (central / "warehouse" if central else None)
+    inv = _inventory(inventory)
+    raw_dir = raw_dir or (inv.central.raw_dir if inv else None)
+    warehouse = warehouse or (inv.central.data_dir / "warehouse" if inv else None)
     if raw_dir is None or warehouse is None:
         raise click.UsageError("give --inventory, or --raw and --warehouse")
     try:
@@ -237,14 +228,14 @@ def report(
     from spampot.analysis.report import ReportOptions, build_report
     from spampot.analysis.warehouse import open_warehouse
 
-    central = _central_dir(inventory)
-    warehouse = warehouse or (central / "warehouse" if central else None)
-    raw_dir = raw_dir or (central / "raw" if central else None)
+    inv = _inventory(inventory)
+    warehouse = warehouse or (inv.central.data_dir / "warehouse" if inv else None)
+    raw_dir = raw_dir or (inv.central.raw_dir if inv else None)
     if warehouse is None:
         raise click.UsageError("give --inventory or --warehouse")
     if not warehouse.is_dir():
         raise click.ClickException(f"{warehouse} is not a warehouse (run spampot ingest first)")
-    info = load_sensor_info(inventory)
+    info = sensor_info(inv)
     flt = ReportFilter(_date(start), _date(end), sensors, tags)
     if flt.start and flt.end and flt.start > flt.end:
         raise click.BadParameter("--from is after --to")
