@@ -57,6 +57,27 @@ MODES = {
 }
 
 
+def source(k: int, args: argparse.Namespace) -> str | None:
+    """Client address of connection k: spread over 127.0.1.1.. so per-address limits hold."""
+    if args.sources <= 1:
+        return None
+    n = k % args.sources
+    return f"127.0.{1 + n // 250}.{1 + n % 250}"
+
+
+async def trickle(held: list[Session], every: float) -> None:
+    """Slowloris: each held connection sends one more byte every `every` seconds, spread out
+    so the server sees a steady drip rather than bursts."""
+    if not held:
+        return
+    step = every / len(held)
+    while True:
+        for s in held:
+            if not s.closed and s.transport is not None:
+                s.transport.write(b"X")
+            await asyncio.sleep(step)
+
+
 def memory(pids: list[int], tree: bool) -> dict[str, int]:
     """Summed VmRSS/Pss (KiB) over the pids (and their descendants with `tree`)."""
     total = {"rss": 0, "pss": 0}
@@ -81,7 +102,10 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
         batch = min(args.batch, args.count - start)
         timeout = min(args.conn_timeout, remaining - 1)
         results = await asyncio.gather(
-            *(run_session(plan, args.host, args.port, timeout) for _ in range(batch))
+            *(
+                run_session(plan, args.host, args.port, timeout, source=source(start + i, args))
+                for i in range(batch)
+            )
         )
         for error, _, proto in results:
             if error is None and proto is not None:
@@ -89,6 +113,7 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 errors[error or "unknown"] += 1
     open_s = time.perf_counter() - t0
+    trickler = asyncio.create_task(trickle(held, args.trickle)) if args.trickle else None
     await asyncio.sleep(min(args.settle, max(0.0, deadline - time.monotonic() - 1)))
     alive = sum(not s.closed for s in held)
     after = memory(args.pid, args.pid_children)
@@ -108,6 +133,8 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
             "within_limit": error is None and elapsed <= args.probe_limit,
         }
 
+    if trickler is not None:
+        trickler.cancel()
     alive_end = sum(not s.closed for s in held)
     for s in held:
         if s.transport is not None:
@@ -134,6 +161,8 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
         "mem_before_kib": before,
         "mem_after_kib": after,
         "mem_after_close_kib": after_close,
+        "sources": args.sources,
+        "trickle_s": args.trickle,
         "rss_kib_per_conn": per_conn("rss"),
         "pss_kib_per_conn": per_conn("pss"),
         "probe": probe,
@@ -176,12 +205,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--probe-port", type=int, help="port for the probe (default: --port)")
     p.add_argument("--probe-limit", type=float, default=1.0, help="probe latency limit (s)")
     p.add_argument("--timeout", type=float, default=120.0, help="overall time bound (s)")
+    p.add_argument(
+        "--sources", type=int, default=1, help="client addresses 127.0.1.1.. to spread over"
+    )
+    p.add_argument(
+        "--trickle", type=float, default=0.0, help="each held connection sends a byte this often"
+    )
     p.add_argument("--json-out", help="write the JSON result here instead of stdout")
     args = p.parse_args(argv)
     args.host = benchlib.require_loopback(args.host)
     args.probe_port = args.probe_port or args.port
     if not (1 <= args.count <= 100_000 and 1 <= args.batch <= 5000):
         p.error("need 1 <= count <= 100000 and 1 <= batch <= 5000")
+    if not 1 <= args.sources <= 5000 or args.trickle < 0:
+        p.error("need 1 <= sources <= 5000 and trickle >= 0")
     if not 5 <= args.timeout <= 3600:
         p.error("--timeout must be in [5, 3600]")
     return args

@@ -253,17 +253,28 @@ class Session(asyncio.Protocol):
 
 
 async def run_session(
-    plan: Plan, host: str, port: int, timeout: float, msg_id: bytes = b""
+    plan: Plan,
+    host: str,
+    port: int,
+    timeout: float,
+    msg_id: bytes = b"",
+    source: str | None = None,
 ) -> tuple[str | None, float, Session | None]:
     """One connection driven through `plan`. Returns (error or None, seconds, protocol).
-    With plan.hold the connection stays open on success (caller closes proto.transport)."""
+    With plan.hold the connection stays open on success (caller closes proto.transport).
+    `source` binds the client side to that (loopback) address."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[str | None] = loop.create_future()
     proto: Session | None = None
     t0 = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
-            _, proto = await loop.create_connection(lambda: Session(plan, done, msg_id), host, port)
+            _, proto = await loop.create_connection(
+                lambda: Session(plan, done, msg_id),
+                host,
+                port,
+                local_addr=(source, 0) if source else None,
+            )
             error = await done
     except TimeoutError:
         error = f"{proto.step_name}:timeout" if proto else "connect:timeout"

@@ -145,6 +145,10 @@ name = "test-sensor"
 hostname = "mx.sensor.example"
 data_dir = "{data_dir}"
 bind = ["127.0.0.1", "::1"]
+# Tests run as root in CI with data dirs under pytest's private tmp: keep root there
+# (tests/test_privileges.py covers the drop).
+user = ""
+allow_root = true
 
 [ports]
 smtp = [{ports["smtp"]}]

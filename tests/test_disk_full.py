@@ -19,7 +19,8 @@ def test_full_disk_gets_452_and_recovers(sensor_factory, tmp_path):
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], check=True)
     try:
-        sensor = sensor_factory(start=False)
+        # No floors: this test is about the disk really filling up (ENOSPC at DATA).
+        sensor = sensor_factory("[spool]\nmin_free_bytes = 0\nmin_free_inodes = 0\n", start=False)
         text = sensor.config_path.read_text().replace(
             f'data_dir = "{sensor.data_dir}"', f'data_dir = "{mnt / "data"}"'
         )

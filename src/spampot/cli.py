@@ -51,14 +51,14 @@ def sensor(
     """Run a sensor in the foreground until SIGTERM or Ctrl-C."""
     from spampot.sensor.daemon import run_sensor
 
-    config = _load(
-        config_path,
-        sensor__bind=list(bind) or None,
-        sensor__data_dir=str(data_dir) if data_dir else None,
-        sensor__workers=workers,
-        sensor__allow_partial_bind=allow_partial_bind,
-    )
-    sys.exit(run_sensor(config))
+    overrides = {
+        "sensor__bind": list(bind) or None,
+        "sensor__data_dir": str(data_dir) if data_dir else None,
+        "sensor__workers": workers,
+        "sensor__allow_partial_bind": allow_partial_bind,
+    }
+    config = _load(config_path, **overrides)
+    sys.exit(run_sensor(config, reload=lambda: load_config(config_path, **overrides)))
 
 
 @main.command("config")

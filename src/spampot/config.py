@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spampot.protocols.http_proxy import MAX_BODY_BYTES, MAX_HEADER_BYTES
 from spampot.protocols.proxy import ProxyPolicy
 from spampot.protocols.smtp import SmtpLimits, SmtpPersona
+from spampot.protocols.socks import MAX_USERID
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -50,6 +52,27 @@ class SensorSection:
     # networks (a front end, NAT helper or the traffic simulator on loopback).
     proxy_protocol: bool = False
     proxy_protocol_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # Started as root, the sensor binds its ports, then runs as this user (and its primary
+    # group unless ``group`` is set). "" keeps root, which is refused unless allow_root.
+    user: str = "nobody"
+    group: str = ""
+    allow_root: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSection:
+    """Connections and time a client may hold; enforced per worker process."""
+
+    max_connections: int = 16384
+    max_connections_per_ip: int = 256
+    # A proxy request (or a trusted front end's PROXY header) must arrive within this.
+    handshake_timeout: float = 30.0
+    # RFC 5321 §4.5.3.2.7: a server should wait at least 5 minutes for the next command.
+    command_timeout: float = 300.0
+    # RFC 5321 §4.5.3.2.5/6: a client may take 3 minutes per DATA block; idle longer is gone.
+    data_timeout: float = 300.0
+    # Whole connection, however active: a slow trickle cannot hold a slot for ever.
+    session_timeout: float = 1800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +120,9 @@ class ProxySection:
     server_software: str = "squid/4.13"
     web_server_software: str = "Apache"
     page_title: str = "Welcome"
+    max_header_bytes: int = MAX_HEADER_BYTES
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_socks_userid: int = MAX_USERID
 
     @property
     def policy(self) -> ProxyPolicy:
@@ -116,6 +142,11 @@ class ProxySection:
 class SpoolSection:
     compress_level: int = 6
     fsync: bool = True
+    # Under either floor (or past the quota) the SMTP emulator answers 452 4.3.1 at MAIL,
+    # as a real MTA short of queue space does; the spammer retries later.
+    min_free_bytes: int = 256 * 1024 * 1024
+    min_free_inodes: int = 10_000
+    quota_bytes: int = 0  # 0 = no quota on the data dir's size
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +192,7 @@ class Config:
     events: EventsSection = field(default_factory=EventsSection)
     health: HealthSection = field(default_factory=HealthSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
 
     @property
     def sensor_name(self) -> str:
@@ -199,6 +231,7 @@ _SECTIONS: dict[str, type] = {
     "events": EventsSection,
     "health": HealthSection,
     "metrics": MetricsSection,
+    "limits": LimitsSection,
 }
 
 

@@ -182,6 +182,7 @@ class SmtpServer:
         "persona",
         "require_helo",
         "state",
+        "storage_low",
     )
 
     def __init__(
@@ -192,6 +193,7 @@ class SmtpServer:
         *,
         require_helo: bool = False,
         date: str = "",
+        storage_low: bool = False,
     ) -> None:
         # The name may come from a client (the host a proxy tunnel asked for): it goes into
         # replies, so it must not carry a line end or anything but printable ASCII.
@@ -203,6 +205,8 @@ class SmtpServer:
         self.helo: str | None = None
         self.closing = False
         self.messages = 0
+        # Set by the adapter when the disk is short: new transactions get 452 (below).
+        self.storage_low = storage_low
         self._buf = b""
         banner = self.persona.banner.format(
             host=hostname, software=self.persona.software, date=date
@@ -236,6 +240,11 @@ class SmtpServer:
     def waiting(self) -> bool:
         """True while a message waits for the disk; the adapter should stop reading."""
         return self.state is State.STORING
+
+    @property
+    def in_data(self) -> bool:
+        """Between DATA's 354 and the final dot: the adapter times this phase apart."""
+        return self.state is State.DATA
 
     def receive_data(self, data: bytes) -> list[SmtpEvent]:
         if self.state is State.CLOSED or self.closing:
@@ -373,6 +382,13 @@ class SmtpServer:
             self._error(events, "501 5.5.4 Syntax: MAIL FROM:<address>", "bad MAIL syntax", line)
             return
         address, params = path
+        if self.storage_low:
+            # RFC 5321 §4.5.3.1.10 / RFC 3463 4.3.1: a transient "insufficient system
+            # storage" at MAIL, as Postfix answers when its queue is short of space; the
+            # client keeps the message and retries later.
+            events.append(Rejected("mail", 452, "storage"))
+            self._reply("452 4.3.1 Insufficient system storage")
+            return
         size = _parse_size(params)
         if size is not None and size > self.limits.max_message_size:
             events.append(Rejected("mail", 552, "size"))

@@ -10,18 +10,23 @@ import resource
 import signal
 import socket
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from spampot import __version__
-from spampot.config import Config
+from spampot.config import Config, ConfigError
 from spampot.sensor import metrics as state
 from spampot.sensor.events import Clock, EventBuffer, EventFile, RotationPolicy
+from spampot.sensor.housekeeping import Housekeeper
 from spampot.sensor.paths import name_component
+from spampot.sensor.privileges import PrivilegeError, drop_privileges
 from spampot.sensor.session import SensorContext, SensorSession, SessionSettings
 from spampot.sensor.spool import Spool
 from spampot.sensor.writer import Writer, fork_writer
 
+# Sockets, identity, processes, the health recorder and the metrics listener are set up once.
+RESTART_SECTIONS = ("sensor", "ports", "health", "metrics")
 DRAIN_SECONDS = 10.0  # SIGTERM: how long open sessions may take to finish
 ERROR_REPORT_SECONDS = 10.0  # at most one sensor.error about storage per interval
 
@@ -87,8 +92,16 @@ def raise_fd_limit() -> int:
     return hard
 
 
-def run_sensor(config: Config, *, log: object = sys.stderr) -> int:
-    """Run the sensor until SIGTERM/SIGINT; returns the exit status."""
+def run_sensor(
+    config: Config,
+    *,
+    log: object = sys.stderr,
+    reload: Callable[[], Config] | None = None,
+) -> int:
+    """Run the sensor until SIGTERM/SIGINT; returns the exit status.
+
+    ``reload`` re-reads the configuration on SIGHUP (the command line's overrides included).
+    """
     raise_fd_limit()
     spool = Spool(config.data_dir, config.spool.compress_level)
     published, removed = spool.prepare()
@@ -105,6 +118,13 @@ def run_sensor(config: Config, *, log: object = sys.stderr) -> int:
     if not per_worker[0]:
         print("spampot: no port could be bound", file=log)
         return 2
+    try:
+        who = drop_privileges(config.sensor, config.data_dir)
+    except (PrivilegeError, OSError) as exc:
+        print(f"spampot: {exc}", file=log)
+        return 2
+    if who:
+        print(f"spampot: {who}", file=log)
     detail = "; ".join(
         text
         for count, text in (
@@ -117,8 +137,8 @@ def run_sensor(config: Config, *, log: object = sys.stderr) -> int:
     pid_file = state.write_pid_file(config.data_dir)
     try:
         if workers == 1:
-            return _worker_main(config, spool, per_worker[0], 0, errors, detail)
-        return _supervise(config, spool, per_worker, errors, detail)
+            return _worker_main(config, spool, per_worker[0], 0, errors, detail, reload)
+        return _supervise(config, spool, per_worker, errors, detail, reload)
     finally:
         state.remove_pid_file(pid_file)
 
@@ -129,6 +149,7 @@ def _supervise(
     per_worker: list[list[Listener]],
     errors: list[str],
     detail: str,
+    reload: Callable[[], Config] | None,
 ) -> int:
     """Fork one worker per SO_REUSEPORT socket set and wait for them."""
     children: dict[int, int] = {}
@@ -141,7 +162,7 @@ def _supervise(
                         listener.sock.close()
             code = 1
             try:
-                code = _worker_main(config, spool, listeners, k, errors, detail)
+                code = _worker_main(config, spool, listeners, k, errors, detail, reload)
             finally:
                 os._exit(code)
         children[pid] = k
@@ -176,6 +197,7 @@ def _worker_main(
     worker: int,
     errors: list[str],
     detail: str,
+    reload: Callable[[], Config] | None,
 ) -> int:
     sensor = config.sensor_name
     event_file = EventFile(
@@ -188,7 +210,7 @@ def _worker_main(
     writer_pid, writer_sock = fork_writer(
         spool, event_file, config.spool.fsync, [listener.sock for listener in listeners]
     )
-    serve = _serve(config, listeners, worker, errors, detail, writer_pid, writer_sock)
+    serve = _serve(config, listeners, worker, errors, detail, writer_pid, writer_sock, reload)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
@@ -204,6 +226,7 @@ async def _serve(
     detail: str,
     writer_pid: int,
     writer_sock: socket.socket,
+    reload: Callable[[], Config] | None,
 ) -> int:
     loop = asyncio.get_running_loop()
     sensor = config.sensor_name
@@ -242,17 +265,17 @@ async def _serve(
     writer = await Writer.start(
         loop, writer_sock, buffer, writer_pid, on_error=writer_error, on_lost=writer_lost
     )
-    settings = SessionSettings(
-        sensor=sensor,
-        hostname=config.smtp_hostname,
-        persona=config.smtp.persona,
-        limits=config.smtp.limits,
-        require_helo=config.smtp.require_helo,
-        proxy=config.proxy.policy,
-        trusted_proxies=config.trusted_proxies,
-    )
-    ctx = SensorContext(settings, buffer, writer)
+    ctx = SensorContext(session_settings(config), buffer, writer, limits=config.limits)
     recorder = _start_recorder(config, ctx, worker, len(listeners))
+    keeper = Housekeeper(ctx, buffer, config.data_dir, config.spool, sensor_base)
+    current = config
+
+    def on_sighup() -> None:
+        nonlocal current
+        writer.reopen()
+        if reload is not None:
+            current = _reload(current, reload, ctx, keeper, buffer, sensor_base)
+
     servers = []
     for listener in listeners:
         servers.append(
@@ -281,8 +304,9 @@ async def _serve(
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, writer.reopen)
-    flusher = asyncio.create_task(_flush_every(writer, config.events.flush_interval))
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    flusher = asyncio.create_task(_flush_every(writer, lambda: current.events.flush_interval))
+    housekeeping = asyncio.create_task(keeper.run())
     await stop.wait()
 
     for server in servers:
@@ -299,6 +323,7 @@ async def _serve(
     buffer.emit("sensor.stop", sensor_base, "Sensor stopping", version=__version__, worker=worker)
     flusher.cancel()
     recorder.stop()
+    housekeeping.cancel()
     await writer.close()
     return status
 
@@ -320,8 +345,84 @@ def _start_recorder(
     return recorder
 
 
-async def _flush_every(writer: Writer, interval: float) -> None:
+async def _flush_every(writer: Writer, interval: Callable[[], float]) -> None:
     """The event log reaches the file at least once per interval (DESIGN.md: once a second)."""
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(interval())
         writer.flush_soon()
+
+
+def session_settings(config: Config) -> SessionSettings:
+    return SessionSettings(
+        sensor=config.sensor_name,
+        hostname=config.smtp_hostname,
+        persona=config.smtp.persona,
+        limits=config.smtp.limits,
+        require_helo=config.smtp.require_helo,
+        proxy=config.proxy.policy,
+        trusted_proxies=config.trusted_proxies,
+        max_header_bytes=config.proxy.max_header_bytes,
+        max_body_bytes=config.proxy.max_body_bytes,
+        max_socks_userid=config.proxy.max_socks_userid,
+    )
+
+
+def restart_needed(old: Config, new: Config) -> list[str]:
+    """Keys a reload cannot apply: sockets, identity, processes, the writer's settings."""
+    fixed = [
+        f"{section}.{f.name}" for section in RESTART_SECTIONS for f in fields(getattr(old, section))
+    ]
+    fixed += ["spool.compress_level", "spool.fsync", "events.rotate_bytes"]
+    out = []
+    for dotted in fixed:
+        section, key = dotted.split(".")
+        if getattr(getattr(old, section), key) != getattr(getattr(new, section), key):
+            out.append(dotted)
+    return out
+
+
+def _reload(
+    old: Config,
+    reload: Callable[[], Config],
+    ctx: SensorContext,
+    keeper: Housekeeper,
+    buffer: EventBuffer,
+    sensor_base: dict[str, object],
+) -> Config:
+    """SIGHUP: apply what can change in a running sensor; say what needs a restart."""
+    try:
+        new = reload()
+    except ConfigError as exc:
+        buffer.emit(
+            "sensor.error",
+            sensor_base,
+            f"Reload failed, configuration kept: {exc}",
+            detail=str(exc),
+        )
+        return old
+    pending = restart_needed(old, new)
+    # Apply everything but the restart-only keys, which keep their running values.
+    applied = _keep_restart_only(new, old)
+    ctx.settings = session_settings(applied)
+    ctx.limits = applied.limits
+    keeper.spool = applied.spool
+    changed = [f.name for f in fields(old) if getattr(old, f.name) != getattr(applied, f.name)]
+    buffer.emit(
+        "sensor.reload",
+        sensor_base,
+        "Configuration reloaded"
+        + (f"; needs a restart to change: {', '.join(pending)}" if pending else ""),
+        changed=changed,
+        restart_needed=pending,
+    )
+    return applied
+
+
+def _keep_restart_only(new: Config, old: Config) -> Config:
+    """``new`` with the restart-only keys put back to their running values."""
+    return replace(
+        new,
+        **{section: getattr(old, section) for section in RESTART_SECTIONS},
+        spool=replace(new.spool, compress_level=old.spool.compress_level, fsync=old.spool.fsync),
+        events=replace(new.events, rotate_bytes=old.events.rotate_bytes),
+    )

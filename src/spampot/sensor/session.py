@@ -14,14 +14,15 @@ import ipaddress
 import os
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from spampot.config import IPNetwork
+from spampot.config import IPNetwork, LimitsSection
 from spampot.personas import choose_persona
 from spampot.protocols.common import ClientError, printable
 from spampot.protocols.detect import ProxyServer
-from spampot.protocols.http_proxy import WebServer
+from spampot.protocols.http_proxy import MAX_BODY_BYTES, MAX_HEADER_BYTES, WebServer
 from spampot.protocols.proxy import (
     TUNNEL_SMTP,
     TUNNEL_WEB,
@@ -39,6 +40,7 @@ from spampot.protocols.smtp import (
     SmtpPersona,
     SmtpServer,
 )
+from spampot.protocols.socks import MAX_USERID
 from spampot.sensor.events import EventBuffer
 from spampot.sensor.metrics import SensorMetrics
 from spampot.sensor.paths import ip_component
@@ -59,23 +61,37 @@ class SessionSettings:
     require_helo: bool
     proxy: ProxyPolicy = field(default_factory=ProxyPolicy)
     trusted_proxies: tuple[IPNetwork, ...] = ()  # PROXY protocol accepted from these
+    max_header_bytes: int = MAX_HEADER_BYTES
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_socks_userid: int = MAX_USERID
 
 
 class SensorContext:
-    """Per-worker state the sessions share: the writer, the event buffer, the live sessions."""
+    """Per-worker state the sessions share: the writer, the event buffer, the live sessions.
+
+    ``settings`` and ``limits`` are replaced whole on a configuration reload: sessions read
+    them when they start (settings) or on every sweep (limits), never cache a part.
+    """
 
     def __init__(
         self,
         settings: SessionSettings,
         buffer: EventBuffer,
         writer: Writer,
+        limits: LimitsSection | None = None,
         metrics: SensorMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.limits = limits or LimitsSection()
         self.buffer = buffer
         self.writer = writer
         self.metrics = SensorMetrics() if metrics is None else metrics
         self.sessions: set[SensorSession] = set()
+        self.per_ip: dict[str, int] = {}  # open sessions per client address
+        self.refused: Counter[str] = Counter()  # connections refused since the last report
+        self.refused_from: Counter[str] = Counter()
+        self.storage_low = False
+        self.stored_bytes = 0  # message bytes handed to the writer (for the quota estimate)
         # Ids need uniqueness, not secrecy: a generator seeded once per worker costs no
         # system call per connection (os.urandom would cost two per session).
         self._ids = random.Random(os.urandom(16))
@@ -88,6 +104,41 @@ class SensorContext:
         """A Postfix-style short queue id: 10 upper-case hex digits."""
         return f"{self._ids.getrandbits(40):010X}"
 
+    def admit(self, address: str) -> bool:
+        """Count a session from ``address``, unless that address is at its limit."""
+        count = self.per_ip.get(address, 0)
+        if count >= self.limits.max_connections_per_ip:
+            return False
+        self.per_ip[address] = count + 1
+        return True
+
+    def release(self, address: str) -> None:
+        count = self.per_ip.get(address, 0) - 1
+        if count > 0:
+            self.per_ip[address] = count
+        else:
+            self.per_ip.pop(address, None)
+
+    def refuse(self, reason: str, address: str) -> None:
+        self.refused[reason] += 1
+        if len(self.refused_from) < 10_000 or address in self.refused_from:
+            self.refused_from[address] += 1
+
+    def set_storage_low(self, low: bool) -> None:
+        """New SMTP transactions get 452 while the disk is short (live sessions included)."""
+        self.storage_low = low
+        for session in self.sessions:
+            if isinstance(session.machine, SmtpServer):
+                session.machine.storage_low = low
+
+    def sweep(self, now: float) -> int:
+        """Close sessions past their idle or total time; returns how many were closed."""
+        limits = self.limits
+        expired = [s for s in self.sessions if s.expired(now, limits)]
+        for session in expired:
+            session.time_out(now, limits)
+        return len(expired)
+
 
 class SensorSession(asyncio.Protocol):
     """One TCP connection; ``role`` is "smtp" or "proxy" (from the listening port)."""
@@ -96,8 +147,10 @@ class SensorSession(asyncio.Protocol):
         "base",
         "bytes_in",
         "bytes_out",
+        "counted",
         "ctx",
         "header",
+        "last",
         "machine",
         "paused",
         "port",
@@ -118,6 +171,8 @@ class SensorSession(asyncio.Protocol):
         self.machine: Machine | None = None
         self.header: ProxyHeaderParser | None = None
         self.paused = False
+        self.counted = False  # holds one of its address's per-IP slots
+        self.last = 0.0  # when the client last sent anything (monotonic)
         self.base: dict[str, Any] = {}
         self.bytes_in = 0
         self.bytes_out = 0
@@ -131,7 +186,7 @@ class SensorSession(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        self.started = time.monotonic()
+        self.started = self.last = time.monotonic()
         ctx = self.ctx
         peer = transport.get_extra_info("peername") or ("", 0)
         local = transport.get_extra_info("sockname") or ("", 0)
@@ -142,15 +197,38 @@ class SensorSession(asyncio.Protocol):
             "dst_ip": _plain_ip(local[0]),
             "dst_port": self.port,
         }
+        if len(ctx.sessions) >= ctx.limits.max_connections:
+            self._refuse("max_connections")
+            return
         ctx.sessions.add(self)
         if ctx.settings.trusted_proxies and _trusted(self.base["src_ip"], ctx.settings):
             self.header = ProxyHeaderParser()  # the session starts once the header is read
             return
         self._open()
 
+    def _refuse(self, reason: str) -> None:
+        """Over a connection limit: a real MTA's 421 on SMTP ports, a bare close on proxies.
+
+        Refusals are not logged one by one (a flood would write the disk full of them): the
+        housekeeping reports them as one ``sensor.limit`` event per interval.
+        """
+        self.ctx.refuse(reason, self.base["src_ip"])
+        self.reason = reason
+        transport = self.transport
+        assert transport is not None
+        if self.role == "smtp":
+            host = self.ctx.settings.hostname
+            transport.write(f"421 4.7.0 {host} Error: too many connections\r\n".encode())
+        transport.close()
+
     def _open(self) -> None:
         ctx = self.ctx
         base = self.base
+        if not ctx.admit(base["src_ip"]):
+            ctx.sessions.discard(self)
+            self._refuse("max_connections_per_ip")
+            return
+        self.counted = True
         ctx.metrics.sessions += 1
         ctx.buffer.emit(
             "session.open",
@@ -162,6 +240,9 @@ class SensorSession(asyncio.Protocol):
             self.machine = ProxyServer(
                 s.proxy,
                 http_date=ctx.buffer.clock.http_date(),
+                max_header_bytes=s.max_header_bytes,
+                max_body_bytes=s.max_body_bytes,
+                max_userid=s.max_socks_userid,
                 port_seed=f"{self.base['session']}".encode(),
             )
         else:
@@ -171,11 +252,13 @@ class SensorSession(asyncio.Protocol):
                 s.limits,
                 require_helo=s.require_helo,
                 date=ctx.buffer.clock.mail_date(),
+                storage_low=ctx.storage_low,
             )
         self._flush()
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
+        self.last = time.monotonic()
         if self.header is not None:
             data = self._proxy_header(data)
             if not data:
@@ -231,6 +314,9 @@ class SensorSession(asyncio.Protocol):
             self.reason = "reset"
         ctx = self.ctx
         ctx.sessions.discard(self)
+        if self.counted:
+            self.counted = False
+            ctx.release(self.base["src_ip"])
         machine = self.machine
         if machine is None:
             # A trusted front end's connection that never carried a client (a health check,
@@ -356,6 +442,7 @@ class SensorSession(asyncio.Protocol):
                 settings.limits,
                 require_helo=settings.require_helo,
                 date=clock.mail_date(),
+                storage_low=self.ctx.storage_low,
             )
         elif event.tunnel == TUNNEL_WEB:
             self.machine = WebServer(settings.proxy, http_date=clock.http_date())
@@ -388,6 +475,7 @@ class SensorSession(asyncio.Protocol):
             queue_id=queue_id,
             file=relpath,
         )
+        ctx.stored_bytes += len(msg.data)
         ctx.writer.store(SpoolItem(relpath, msg.data), line, lambda ok: self._stored(ok, queue_id))
 
     def _stored(self, ok: bool, queue_id: str) -> None:
@@ -412,6 +500,33 @@ class SensorSession(asyncio.Protocol):
             transport.write(out)
         if machine.closing:
             transport.close()
+
+    # --- time limits -----------------------------------------------------------------------
+
+    def _idle_limit(self, limits: LimitsSection) -> float | None:
+        machine = self.machine
+        if not isinstance(machine, SmtpServer):
+            return limits.handshake_timeout  # PROXY header, proxy request, tunnelled web
+        if machine.waiting:
+            return None  # the client waits for our disk, not the other way round
+        return limits.data_timeout if machine.in_data else limits.command_timeout
+
+    def expired(self, now: float, limits: LimitsSection) -> bool:
+        if self.transport is None:
+            return False
+        if now - self.started >= limits.session_timeout:
+            return True
+        idle = self._idle_limit(limits)
+        return idle is not None and now - self.last >= idle
+
+    def time_out(self, now: float, limits: LimitsSection) -> None:
+        """Postfix's words on an SMTP timeout (421 4.4.2); proxies just close, as Squid does."""
+        machine = self.machine
+        reply = b""
+        if isinstance(machine, SmtpServer):
+            reply = f"421 4.4.2 {machine.hostname} Error: timeout exceeded\r\n".encode()
+        whole = now - self.started >= limits.session_timeout
+        self.close("session timeout" if whole else "idle timeout", reply)
 
     def close(self, reason: str, reply: bytes = b"") -> None:
         """Close from the sensor's side (shutdown, timeout), with a last reply if any."""

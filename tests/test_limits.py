@@ -1,0 +1,223 @@
+"""Connection limits, time limits and bounded buffers, against a real sensor on loopback."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import time
+
+import pytest
+
+from conftest import Sensor
+
+
+def _connect(port: int, source: str = "127.0.0.1", timeout: float = 5.0) -> socket.socket:
+    sock = socket.create_connection(
+        ("127.0.0.1", port), timeout=timeout, source_address=(source, 0)
+    )
+    return sock
+
+
+def _read_until_closed(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    sock.settimeout(timeout)
+    out = b""
+    while True:
+        try:
+            chunk = sock.recv(4096)
+        except ConnectionResetError:
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+def _last_close(sensor: Sensor) -> dict:
+    """The close of the test's own session (the fixture's banner check closed first)."""
+
+    def closes(events: list[dict]) -> list[dict]:
+        return [e for e in events if e["eventid"] == "spampot.session.close"]
+
+    return closes(sensor.wait_events(lambda ev: len(closes(ev)) >= 2))[-1]
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_per_address_limit_answers_421_and_spares_other_addresses(sensor_factory):
+    sensor = sensor_factory("[limits]\nmax_connections_per_ip = 3\n")
+    held = [_connect(sensor.smtp_port) for _ in range(3)]
+    for sock in held:
+        assert sock.recv(512).startswith(b"220 ")
+    refused = _connect(sensor.smtp_port)
+    assert _read_until_closed(refused).startswith(b"421 4.7.0 mx.sensor.example Error: too many")
+    # Proxy ports count the same slots and just close.
+    assert _read_until_closed(_connect(sensor.ports["socks"])) == b""
+    # Another address is not affected.
+    other = _connect(sensor.smtp_port, source="127.0.0.2")
+    assert other.recv(512).startswith(b"220 ")
+    # A freed slot is reusable.
+    held.pop().close()
+    deadline = time.monotonic() + 5
+    while True:
+        again = _connect(sensor.smtp_port)
+        first = again.recv(512)
+        if first.startswith(b"220 ") or time.monotonic() > deadline:
+            break
+        again.close()
+        time.sleep(0.05)
+    assert first.startswith(b"220 ")
+    events = sensor.wait_events(lambda ev: any(e["eventid"] == "spampot.sensor.limit" for e in ev))
+    limit = next(e for e in events if e["eventid"] == "spampot.sensor.limit")
+    assert limit["refused"]["max_connections_per_ip"] >= 2
+    assert limit["top_sources"][0][0] == "127.0.0.1"
+    # Refused connections are not sessions: no session.open was logged for them (the six:
+    # the fixture's banner check, three held, the other address, the freed slot).
+    opened = [e for e in events if e["eventid"] == "spampot.session.open"]
+    assert len(opened) == 6
+    for sock in [*held, other, again]:
+        sock.close()
+
+
+def test_total_limit(sensor_factory):
+    sensor = sensor_factory("[limits]\nmax_connections = 4\n")
+    held = [_connect(sensor.smtp_port, source=f"127.0.3.{k}") for k in range(1, 5)]
+    for sock in held:
+        assert sock.recv(512).startswith(b"220 ")
+    extra = _connect(sensor.smtp_port, source="127.0.3.9")
+    assert _read_until_closed(extra).startswith(b"421 4.7.0 ")
+    for sock in held:
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    ("limits", "script", "expected_reply", "reason"),
+    [
+        # Silent after the banner: the command timeout.
+        ("command_timeout = 1.0", [], b"421 4.4.2 mx.sensor.example Error: timeout", "idle"),
+        # Silent inside DATA: the data timeout, however long the command timeout.
+        (
+            "command_timeout = 60.0\ndata_timeout = 1.0",
+            [
+                b"EHLO x\r\n",
+                b"MAIL FROM:<a@b.example>\r\n",
+                b"RCPT TO:<c@d.example>\r\n",
+                b"DATA\r\n",
+            ],
+            b"421 4.4.2 mx.sensor.example Error: timeout",
+            "idle",
+        ),
+    ],
+)
+def test_smtp_idle_timeouts(sensor_factory, limits, script, expected_reply, reason):
+    sensor = sensor_factory(f"[limits]\n{limits}\n")
+    sock = _connect(sensor.smtp_port)
+    sock.recv(512)
+    for line in script:
+        sock.sendall(line)
+        time.sleep(0.05)
+    started = time.monotonic()
+    out = _read_until_closed(sock)
+    elapsed = time.monotonic() - started
+    assert expected_reply in out
+    assert 0.5 < elapsed < 6
+    close = _last_close(sensor)
+    assert close["reason"] == f"{reason} timeout"
+
+
+def test_proxy_handshake_timeout(sensor_factory):
+    sensor = sensor_factory("[limits]\nhandshake_timeout = 1.0\n")
+    sock = _connect(sensor.ports["http"])
+    sock.sendall(b"CONNECT mx.example.org:25 HTTP/1.1\r\n")  # and never the blank line
+    started = time.monotonic()
+    assert _read_until_closed(sock) == b""
+    assert time.monotonic() - started < 6
+    close = _last_close(sensor)
+    assert close["reason"] == "idle timeout"
+    # The request cut short is still on record, as an error.
+    request = next(e for e in sensor.events() if e["eventid"] == "spampot.proxy.request")
+    assert request["outcome"] == "error"
+
+
+def test_session_timeout_ends_a_trickle(sensor_factory):
+    """A client that keeps busy with NOOPs is still bounded by the whole-session limit."""
+    sensor = sensor_factory("[limits]\nsession_timeout = 2.0\ncommand_timeout = 60.0\n")
+    sock = _connect(sensor.smtp_port)
+    sock.recv(512)
+    sock.settimeout(0.5)
+    started = time.monotonic()
+    out = b""
+    while time.monotonic() - started < 8:
+        try:
+            sock.sendall(b"NOOP\r\n")
+            chunk = sock.recv(4096)
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        except TimeoutError:
+            continue
+        if not chunk:
+            break
+        out += chunk
+        time.sleep(0.3)
+    assert b"421 4.4.2 " in out
+    assert 1.5 < time.monotonic() - started < 6
+    assert _last_close(sensor)["reason"] == "session timeout"
+
+
+def test_message_waiting_for_the_disk_is_not_timed_out(sensor_factory):
+    """A short command timeout does not cut a session that is only waiting for its 250."""
+    sensor = sensor_factory("[limits]\ncommand_timeout = 1.0\n")
+    with smtplib.SMTP("127.0.0.1", sensor.smtp_port, timeout=10) as client:
+        for _ in range(3):
+            client.sendmail("a@spam.example", ["v@example.org"], b"Subject: x\r\n\r\nhi\r\n")
+            time.sleep(0.4)  # each pause is under the limit; the total is over it
+
+
+@pytest.mark.parametrize(
+    ("port_key", "head"),
+    [
+        ("smtp", b"EHLO "),  # a command line that never ends
+        ("http", b"GET http://example.org/ HTTP/1.1\r\nX-Pad: "),  # a header that never ends
+        ("socks", b"\x04\x01\x00\x19\x7f\x00\x00\x01"),  # a SOCKS4 user id with no NUL
+    ],
+)
+def test_streaming_without_a_line_end_costs_at_most_the_limit(sensor_factory, port_key, head):
+    sensor: Sensor = sensor_factory()
+    assert sensor.proc is not None
+    pid = sensor.proc.pid
+    sock = _connect(sensor.ports[port_key])
+    if port_key == "smtp":
+        sock.recv(512)
+    before = _rss_kib(pid)
+    chunk = b"A" * 65536
+    sent = 0
+    sock.settimeout(10)
+    try:
+        sock.sendall(head)
+        while sent < 256 * 1024 * 1024:  # 256 MB: bounded in count, and in time below
+            sock.sendall(chunk)
+            sent += len(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the proxies close once past their limits
+    grown = _rss_kib(pid) - before
+    assert grown < 4096, f"RSS grew by {grown} KiB after {sent} bytes"
+    if port_key != "smtp":
+        sock.close()
+        assert sent < 256 * 1024 * 1024  # closed at its limit, long before the end
+        return
+    # SMTP stays up: the line's end gets the 500, and the session goes on.
+    sock.sendall(b"\r\nNOOP\r\n")
+    replies = b""
+    while b"250 " not in replies:
+        chunk = sock.recv(4096)
+        assert chunk, replies
+        replies += chunk
+    assert replies.startswith(b"500 5.5.0 Error: line too long\r\n"), replies
+    sock.close()
+    events = sensor.wait_events(lambda ev: any(e["eventid"] == "spampot.smtp.error" for e in ev))
+    error = next(e for e in events if e["eventid"] == "spampot.smtp.error")
+    assert error["reply"].startswith("500 ")
