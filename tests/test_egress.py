@@ -44,6 +44,8 @@ hostname = "mx.sensor.example"
 data_dir = "{data_dir}"
 bind = ["127.0.0.1", "::1"]
 workers = {workers}
+user = ""  # root in CI, as every test sensor (tests/test_privileges.py covers the drop)
+allow_root = true
 
 [ports]
 smtp = [{ports["smtp"]}]
