@@ -179,7 +179,8 @@ def test_disk_nearly_full_and_no_captures_for_too_long(fleet, tmp_path):
     mount = tmp_path / "small"
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
-    f = fleet(a="", b="", start=False)
+    # No free-space floor on a: it must still capture on the nearly full disk.
+    f = fleet(a="\n[spool]\nmin_free_bytes = 0\nmin_free_inodes = 0\n", b="", start=False)
     try:
         a = f.sensors["a"][0]
         small = mount / "data"
