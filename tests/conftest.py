@@ -242,3 +242,24 @@ def ntp_server(tmp_path: Path) -> Iterator:
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def chrony_client(tmp_path: Path) -> Iterator:
+    """Factory: ``chrony_client(server_port)``, a chronyd following that NTP server."""
+    from ntp import ChronyClient
+
+    started: list[ChronyClient] = []
+
+    def make(server_port: int) -> ChronyClient:
+        need_root()
+        need_tool("chronyc")
+        client = ChronyClient(
+            tmp_path / f"chrony-client-{len(started)}", need_tool("chronyd"), server_port
+        )
+        started.append(client)
+        return client
+
+    yield make
+    for client in started:
+        client.stop()

@@ -79,3 +79,38 @@ class ChronyServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.log.close()
+
+
+class ChronyClient:
+    """A chronyd that follows one NTP server (never touching the system clock, ``-x``), with
+    its command socket at ``socket``: what ``chronyc -h socket tracking`` asks, as it asks the
+    machine's own chronyd."""
+
+    def __init__(self, directory: Path, chronyd: str, server_port: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.socket = directory / "run" / "chronyd.sock"
+        conf = directory / "chrony.conf"
+        conf.write_text(
+            "port 0\n"
+            f"server 127.0.0.1 port {server_port} iburst minpoll -6 maxpoll -6\n"
+            "cmdport 0\n"
+            f"bindcmdaddress {self.socket}\n"
+            f"pidfile {directory / 'chronyd.pid'}\n"
+        )
+        self.log = open(directory / "chronyd.log", "wb")  # noqa: SIM115 - kept for the child
+        self.proc = subprocess.Popen(
+            [chronyd, "-x", "-d", "-u", "root", "-f", str(conf)],
+            stdout=self.log,
+            stderr=self.log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while not self.socket.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.log.close()

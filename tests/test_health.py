@@ -248,6 +248,22 @@ def test_clock_offset_from_real_ntp_servers(ntp_server, tmp_path):
     assert abs(clock(load_config(path))["offset_s"]) < 0.5
 
 
+def test_local_clock_daemon_synchronised_or_not(ntp_server, chrony_client, tmp_path):
+    server = ntp_server()
+    synced = chrony_client(server.port)
+    lost = chrony_client(free_port())  # its server never answers
+    for client, expected in ((synced, True), (lost, False)):
+        path = tmp_path / "c.toml"
+        path.write_text(
+            f'[sensor]\ndata_dir = "{tmp_path}"\n[health]\nntp_servers = []\n'
+            f'chrony_socket = "{client.socket}"\n'
+        )
+        config = load_config(path)
+        result = wait_for(lambda c=config, e=expected: clock(c)["synchronised"] is e, timeout=15)
+        assert result, clock(config)
+        assert clock(config)["sync_source"] == "chronyc"
+
+
 # --- the pieces -----------------------------------------------------------------------------
 
 
