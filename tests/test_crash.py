@@ -80,3 +80,54 @@ def test_sigkill_during_flood_loses_nothing_acknowledged(sensor):
     )
     assert [e["eventid"] for e in events].count("spampot.sensor.start") == 2
     assert sensor.stop() == 0
+
+
+def test_sigkill_at_random_moments_during_rotation_leaves_only_whole_files(sensor_factory):
+    """Kill the sensor again and again while it rotates its event log every few KB: every
+    rotated file is a whole gzip of whole JSON lines, every message file is whole, and tmp/
+    is settled at each start."""
+    import random
+
+    sensor = sensor_factory("[events]\nrotate_bytes = 16384\n", start=False)
+    rng = random.Random(20261128)
+    acked: dict[str, bytes] = {}
+    for cycle in range(6):
+        sensor.start()
+        stop = threading.Event()
+        threads = [
+            threading.Thread(target=flood, args=(sensor.smtp_port, acked, stop, 10 * cycle + i))
+            for i in range(4)
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(rng.uniform(0.3, 1.5))
+        sensor.proc.send_signal(signal.SIGKILL)
+        sensor.proc.wait(timeout=10)
+        sensor.proc = None
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    sensor.start()  # the last start settles what the last kill left
+    assert not any((sensor.data_dir / "tmp").iterdir())
+    assert sensor.stop() == 0
+
+    rotated = sorted((sensor.data_dir / "spool" / "events").glob("*.jsonl.gz"))
+    assert len(rotated) >= 6
+    logged = set()
+    for path in rotated:
+        for line in gzip.decompress(path.read_bytes()).splitlines():
+            event = json.loads(line)  # a torn line would not parse
+            if event["eventid"] == "spampot.smtp.message":
+                logged.add(event["queue_id"])
+    for line in (sensor.data_dir / "events" / "current.jsonl").read_bytes().splitlines():
+        event = json.loads(line)
+        if event["eventid"] == "spampot.smtp.message":
+            logged.add(event["queue_id"])
+    spool = sensor.data_dir / "spool"
+    files = {p.name.split("-", 1)[1].removesuffix(".eml.gz"): p for p in spool.rglob("*.eml.gz")}
+    for path in files.values():
+        gzip.decompress(path.read_bytes())
+    assert len(acked) > 50
+    for queue_id, body in acked.items():
+        assert queue_id in logged, f"acknowledged {queue_id} has no event"
+        assert gzip.decompress(files[queue_id].read_bytes()) == body
