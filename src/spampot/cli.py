@@ -87,8 +87,10 @@ def _toml(value: object) -> str:
 from spampot.analysis.cli import ingest, report  # noqa: E402
 from spampot.central.status_cli import status  # noqa: E402 - commands in their own modules
 from spampot.sensor.health_cli import health  # noqa: E402
+from spampot.simulate.cli import simulate  # noqa: E402
 
 main.add_command(health)
 main.add_command(status)
 main.add_command(ingest)
 main.add_command(report)
+main.add_command(simulate)
