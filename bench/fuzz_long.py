@@ -1,12 +1,12 @@
 """Long fuzz run: the suite's hypothesis properties, per parser, with a large max_examples.
 
 The properties are the ones in tests/ (the CI profile runs them with SPAMPOT_FUZZ_EXAMPLES,
-default 300); here each runs ``--examples`` times (default 100,000), in ``--jobs`` processes.
+default 300); here each parser gets ``--examples`` (default 100,000), shared equally among its
+properties, in ``--jobs`` processes.
 Prints a table on stderr and JSON on stdout (or ``--json-out``): per parser and property, the
 examples actually run (hypothesis may stop early when it has tried every distinct input a
 small strategy allows), seconds, and examples per second. Exits 1 on the first falsified
-property, after printing hypothesis' falsifying example. Each process runs properties of one
-``--examples`` value: the tests read it from SPAMPOT_FUZZ_EXAMPLES when they are imported.
+property, after printing hypothesis' falsifying example.
 
     python3 bench/fuzz_long.py                      # every parser, 100,000 examples each
     python3 bench/fuzz_long.py --examples 2000 --parsers smtp,socks
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -84,7 +85,12 @@ def run_property(module: str, name: str, kwargs: dict[str, Any], examples: int) 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--examples", type=int, default=100_000, help="max_examples per property")
+    ap.add_argument(
+        "--examples",
+        type=int,
+        default=100_000,
+        help="examples per parser, shared equally among its properties",
+    )
     ap.add_argument("--parsers", default=",".join(PROPERTIES), help="comma-separated subset")
     ap.add_argument("--jobs", type=int, default=2, help="processes running properties")
     ap.add_argument("--json-out", type=Path)
@@ -93,12 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(parsers) - set(PROPERTIES)
     if unknown:
         ap.error(f"unknown parsers: {', '.join(sorted(unknown))}")
-    jobs = [(parser, *prop) for parser in parsers for prop in PROPERTIES[parser]]
+    jobs = [
+        (parser, *prop, -(-args.examples // len(PROPERTIES[parser])))
+        for parser in parsers
+        for prop in PROPERTIES[parser]
+    ]
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    # A fresh process per property: the tests read max_examples when they are imported.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max(1, args.jobs), mp_context=spawn, max_tasks_per_child=1) as pool:
         futures = [
-            (parser, pool.submit(run_property, module, name, kwargs, args.examples))
-            for parser, module, name, kwargs in jobs
+            (parser, pool.submit(run_property, module, name, kwargs, examples))
+            for parser, module, name, kwargs, examples in jobs
         ]
         results = []
         for parser, future in futures:
@@ -113,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     per_parser = {p: sum(r["examples"] for r in results if r["parser"] == p) for p in parsers}
     summary = {
-        "examples_per_property": args.examples,
+        "examples_per_parser": args.examples,
         "per_parser": per_parser,
         "total_examples": sum(per_parser.values()),
         "wall_s": round(time.perf_counter() - started, 1),
