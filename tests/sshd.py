@@ -238,7 +238,7 @@ Subsystem sftp internal-sftp
         """Processes sshd started for connections (its children), newest last."""
         if self.proc is None:
             return []
-        return _children(self.proc.pid)
+        return children(self.proc.pid)
 
     def kill_sessions(self, sig: int = signal.SIGKILL) -> int:
         """Cut every open connection by killing the per-connection sshd processes.
@@ -262,7 +262,27 @@ Subsystem sftp internal-sftp
         return f"sshd on 127.0.0.1:{self.port} (user {self.user}, config {self.config_path})"
 
 
-def _children(parent: int) -> list[int]:
+def descendants(parent: int) -> list[int]:
+    """Every process below ``parent`` (children first, then theirs)."""
+    found: list[int] = []
+    todo = [parent]
+    while todo and len(found) < 10_000:
+        kids = children(todo.pop(0))
+        found += kids
+        todo += kids
+    return found
+
+
+def process_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def children(parent: int) -> list[int]:
+    """The processes whose parent is ``parent``, oldest first."""
     found: list[tuple[int, int]] = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from spampot import __version__
+from spampot.central.cli import collect, gate
 from spampot.config import Config, ConfigError, load_config
 
 
@@ -23,6 +24,10 @@ def _load(config_path: Path | None, **overrides: object) -> Config:
         return load_config(config_path, **overrides)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+main.add_command(collect)
+main.add_command(gate)
 
 
 @main.command()

@@ -82,6 +82,9 @@ class CollectSection:
     max_duration: int = 3600  # seconds one sensor's collection may take in all
     bwlimit: int = 0  # KiB/s per sensor (rsync --bwlimit); 0 = no limit
     compress: bool = True  # rsync -z (already gzipped files are sent as they are)
+    # Sync raw/ to disk before the sensor deletes anything (a second rsync pass removes what
+    # the centre holds); false = one pass with --remove-source-files.
+    durable: bool = True
     rsync: str = "rsync"  # the rsync program on the central server
     ssh: str = "ssh"  # the ssh program on the central server
 

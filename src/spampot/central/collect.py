@@ -1,0 +1,415 @@
+"""Pull every sensor's ``spool/`` into ``raw/<sensor>/`` with rsync over SSH (paper §4.1.3).
+
+One collection of one sensor:
+
+1. **copy**: ``rsync -rt`` from ``<data_dir>/spool/`` into ``raw/<sensor>/``. rsync writes each
+   file in ``tmp/<sensor>/`` (``--temp-dir``, same filesystem) and renames it into ``raw/``
+   when it is whole and its checksum matched, so whatever is visible under ``raw/`` is complete
+   and the ingest may read it at any time. A killed rsync leaves at most a temporary file in
+   ``tmp/<sensor>/``, cleared at the next start.
+2. **sync**: one ``syncfs`` of the filesystem holding ``raw/``: the copies are on disk before the
+   sensor is told to delete anything (a power cut at the centre loses nothing).
+3. **remove**: ``rsync --existing --remove-source-files``: the sensor deletes exactly the files
+   that exist at the centre with the same size and time (rsync's "up to date" answer); files
+   that arrived on the sensor since step 1 are neither copied nor deleted.
+4. **finish**: ``spampot collected`` on the sensor prunes the emptied directories and records
+   the collection in its ``state/last-collection.json`` (read by ``spampot health``).
+
+Whatever is interrupted, the next run finishes it: a file is deleted on the sensor only once it
+is whole and durable at the centre, and a file copied but not yet deleted is "up to date" the
+next time, so it is deleted without being copied twice. ``[collect] durable = false`` merges
+steps 1–3 into one rsync with ``--remove-source-files`` (faster; a power cut at the centre in
+the seconds after a collection can then lose what the page cache held).
+
+Per sensor the outcome (last attempt, last success, files, bytes, duration, error) is kept in
+``state/collect/<sensor>.json``. A sensor that fails does not stop the others; each is
+collected by at most one process at a time (a lock file beside its state).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from spampot.central.inventory import Inventory, SensorEntry
+from spampot.sensor.spool import syncfs
+
+# rsync(1) EXIT VALUES, for error messages a person can act on.
+RSYNC_EXIT = {
+    1: "syntax or usage error",
+    2: "protocol incompatibility",
+    3: "errors selecting input/output files, dirs",
+    5: "error starting client-server protocol (refused by the sensor's gate?)",
+    10: "error in socket I/O",
+    11: "error in file I/O",
+    12: "error in rsync protocol data stream: the connection failed or was cut",
+    13: "errors with program diagnostics",
+    14: "error in IPC code",
+    20: "received SIGUSR1 or SIGINT",
+    22: "error allocating core memory buffers",
+    23: "partial transfer due to error",
+    24: "partial transfer due to vanished source files",
+    25: "the --max-delete limit stopped deletions",
+    30: "timeout in data send/receive",
+    35: "timeout waiting for daemon connection",
+    255: "ssh failed (connection, authentication or host key)",
+}
+_STDERR_LINES = 20  # kept per command for the error text
+_PROGRESS_EVERY = 0.25  # seconds between progress callbacks
+
+
+def utc_rfc3339(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One collection of one sensor."""
+
+    sensor: str
+    ok: bool
+    started: float  # epoch seconds
+    duration_s: float
+    files: int  # files copied to the centre
+    bytes: int  # their size
+    error: str | None = None
+
+
+class Reporter(Protocol):
+    """Where progress goes: a live display on a terminal, log lines otherwise."""
+
+    def started(self, sensor: str) -> None: ...
+
+    def progress(self, sensor: str, files: int, nbytes: int) -> None: ...
+
+    def finished(self, outcome: Outcome) -> None: ...
+
+
+class CollectError(Exception):
+    """One step of one sensor's collection failed; the message says which and why."""
+
+
+class Collector:
+    """Collects the sensors of one inventory; thread-safe, one instance per process."""
+
+    def __init__(self, inventory: Inventory, reporter: Reporter) -> None:
+        self.inventory = inventory
+        self.reporter = reporter
+        self.central = inventory.central
+        self.cfg = inventory.collect
+        self.state_dir = self.central.state_dir / "collect"
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    # -- the whole fleet -----------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Create raw/, tmp/ and state/; refuse when tmp/ and raw/ are on different filesystems.
+
+        rsync moves a finished file from ``--temp-dir`` into place with rename(2); across
+        filesystems it would copy instead, and a reader could see the file half written.
+        """
+        for d in (self.central.raw_dir, self.central.tmp_dir, self.state_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        if os.stat(self.central.raw_dir).st_dev != os.stat(self.central.tmp_dir).st_dev:
+            raise CollectError(
+                f"{self.central.tmp_dir} and {self.central.raw_dir} must be on one filesystem"
+            )
+
+    def collect(self, sensors: Sequence[SensorEntry]) -> list[Outcome]:
+        """Collect ``sensors`` with at most ``collect.parallel`` at once; one outcome each."""
+        self.prepare()
+        if not sensors:
+            return []
+        workers = min(self.cfg.parallel, len(sensors))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="collect") as pool:
+            return list(pool.map(self.collect_one, sensors))
+
+    def stop(self) -> None:
+        """Interrupt: terminate running rsync/ssh (they remove their temporary files)."""
+        self._stopping.set()
+        with self._lock:
+            for proc in self._procs:
+                _signal_group(proc, signal.SIGTERM)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    # -- one sensor ----------------------------------------------------------------------------
+
+    def collect_one(self, entry: SensorEntry) -> Outcome:
+        """Collect one sensor; never raises (the error goes into the outcome and state)."""
+        started = time.time()
+        t0 = time.monotonic()
+        self.reporter.started(entry.name)
+        counts = [0, 0]
+        try:
+            if self.stopping:
+                raise CollectError("interrupted before it started")
+            with self._sensor_lock(entry):
+                self._collect(entry, t0 + self.cfg.max_duration, counts)
+            outcome = Outcome(
+                entry.name, True, started, time.monotonic() - t0, counts[0], counts[1]
+            )
+        except (CollectError, OSError) as exc:
+            outcome = Outcome(
+                entry.name, False, started, time.monotonic() - t0, counts[0], counts[1], str(exc)
+            )
+        try:
+            self._save_state(outcome)
+        except OSError as exc:  # the state is a record; its failure must not hide the outcome
+            outcome = Outcome(**{**asdict(outcome), "ok": False, "error": f"state: {exc}"})
+        self.reporter.finished(outcome)
+        return outcome
+
+    def _collect(self, entry: SensorEntry, deadline: float, counts: list[int]) -> None:
+        raw = self.central.raw_dir / entry.name
+        tmp = self.central.tmp_dir / entry.name
+        raw.mkdir(parents=True, exist_ok=True)
+        _clear(tmp)  # what a killed rsync left: never whole, never visible under raw/
+        ssh = self.ssh_command(entry)
+        source = f"{_rsync_host(entry)}:{entry.remote_spool}"
+        base = [
+            self.cfg.rsync,
+            "-rt",
+            f"--timeout={self.cfg.io_timeout}",
+            "--rsh=" + shlex.join(ssh),
+        ]
+        if self.cfg.compress:
+            base.append("--compress")  # rsync skips already compressed (.gz) files itself
+        if self.cfg.bwlimit:
+            base.append(f"--bwlimit={self.cfg.bwlimit}")
+        copy = [
+            *base,
+            f"--temp-dir={tmp}",
+            "--out-format=%i %l %n",
+        ]
+        if not self.cfg.durable:
+            copy.append("--remove-source-files")
+
+        def on_line(line: bytes) -> None:
+            # "%i %l %n": itemised changes, length, name; ">f" = a file received.
+            if line.startswith(b">f"):
+                parts = line.split(b" ", 2)
+                counts[0] += 1
+                with contextlib.suppress(IndexError, ValueError):
+                    counts[1] += int(parts[1])
+
+        def tick() -> None:
+            self.reporter.progress(entry.name, counts[0], counts[1])
+
+        self._run("copy", [*copy, source, f"{raw}/"], deadline, on_line, tick)
+        if self.cfg.durable:
+            fd = os.open(raw, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                syncfs(fd)
+            finally:
+                os.close(fd)
+            remove = [*base, "--existing", "--remove-source-files"]
+            self._run("remove", [*remove, source, f"{raw}/"], deadline)
+        finish = ["spampot", "collected", "--files", str(counts[0]), "--bytes", str(counts[1])]
+        self._run("finish", [*ssh, _ssh_host(entry), shlex.join(finish)], deadline)
+
+    def ssh_command(self, entry: SensorEntry) -> list[str]:
+        """ssh with the sensor's key, batch mode and its host key checked strictly."""
+        argv = [
+            self.cfg.ssh,
+            "-p",
+            str(entry.port),
+            "-i",
+            str(entry.key),
+            "-l",
+            entry.user,
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "UpdateHostKeys=no",
+            "-o",
+            f"ConnectTimeout={self.cfg.connect_timeout}",
+            "-o",
+            "ServerAliveInterval=15",
+            "-o",
+            "ServerAliveCountMax=4",
+            "-o",
+            "Compression=no",  # rsync compresses what is worth it; the rest is gzip already
+            "-o",
+            "ForwardAgent=no",
+            "-o",
+            "ClearAllForwardings=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ]
+        if entry.host_key:
+            known = self.state_dir / f"{entry.name}.known_hosts"
+            alias = f"spampot-sensor.{entry.name}"
+            _write_atomic(known, f"{alias} {entry.host_key}\n")
+            argv += [
+                "-o",
+                f"UserKnownHostsFile={known}",
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                f"HostKeyAlias={alias}",
+            ]
+        else:
+            argv += ["-o", f"UserKnownHostsFile={entry.known_hosts}"]
+        return argv
+
+    def _run(
+        self,
+        step: str,
+        argv: list[str],
+        deadline: float,
+        on_line: Callable[[bytes], None] | None = None,
+        tick: Callable[[], None] | None = None,
+    ) -> None:
+        """Run one command to its end or the deadline; raises CollectError when it failed."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise CollectError(f"{step}: collect.max_duration ({self.cfg.max_duration} s) reached")
+        if self.stopping:
+            raise CollectError(f"{step}: interrupted")
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # a terminal's Ctrl-C reaches us, not rsync half-way
+        )
+        with self._lock:
+            self._procs.add(proc)
+        timer = threading.Timer(remaining, _signal_group, (proc, signal.SIGKILL))
+        timer.start()
+        stderr: collections.deque[bytes] = collections.deque(maxlen=_STDERR_LINES)
+        reader = threading.Thread(target=_drain, args=(proc.stderr, stderr), daemon=True)
+        reader.start()
+        try:
+            assert proc.stdout is not None
+            last = time.monotonic()
+            for line in proc.stdout:
+                if on_line is not None:
+                    on_line(line)
+                if tick is not None and time.monotonic() - last >= _PROGRESS_EVERY:
+                    last = time.monotonic()
+                    tick()
+            code = proc.wait()
+        finally:
+            timer.cancel()
+            reader.join(timeout=5)
+            with self._lock:
+                self._procs.discard(proc)
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        if tick is not None:
+            tick()
+        if code != 0:
+            if time.monotonic() >= deadline:
+                why = f"collect.max_duration ({self.cfg.max_duration} s) reached"
+            elif self.stopping:
+                why = "interrupted"
+            elif code < 0:
+                why = f"killed by signal {-code}"
+            else:
+                why = f"exit {code}" + (f" ({RSYNC_EXIT[code]})" if code in RSYNC_EXIT else "")
+            # ssh's host key warning comes framed in lines of "@"; the last lines say most.
+            detail = b" | ".join(line.strip() for line in stderr if line.strip(b"@ \r\n"))
+            text = detail.decode("utf-8", "backslashreplace")[-1000:]
+            raise CollectError(f"{step}: {why}" + (f": {text}" if text else ""))
+
+    @contextlib.contextmanager
+    def _sensor_lock(self, entry: SensorEntry) -> Iterator[None]:
+        path = self.state_dir / f"{entry.name}.lock"
+        with open(path, "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CollectError("another collection of this sensor is running") from None
+            yield
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def state_path(self, sensor: str) -> Path:
+        return self.state_dir / f"{sensor}.json"
+
+    def _save_state(self, outcome: Outcome) -> None:
+        previous = read_state(self.state_path(outcome.sensor)) or {}
+        state: dict[str, Any] = {
+            "sensor": outcome.sensor,
+            "ok": outcome.ok,
+            "last_attempt": utc_rfc3339(outcome.started),
+            "last_success": (
+                utc_rfc3339(outcome.started) if outcome.ok else previous.get("last_success")
+            ),
+            "files": outcome.files,
+            "bytes": outcome.bytes,
+            "duration_s": round(outcome.duration_s, 3),
+            "error": outcome.error,
+            "total_files": int(previous.get("total_files", 0)) + outcome.files,
+            "total_bytes": int(previous.get("total_bytes", 0)) + outcome.bytes,
+        }
+        _write_atomic(self.state_path(outcome.sensor), json.dumps(state, indent=1) + "\n")
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    """A sensor's collection state (``state/collect/<sensor>.json``), or None."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _rsync_host(entry: SensorEntry) -> str:
+    host = entry.host.strip("[]")
+    return f"{entry.user}@[{host}]" if ":" in host else f"{entry.user}@{host}"
+
+
+def _ssh_host(entry: SensorEntry) -> str:
+    return entry.host.strip("[]")
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal rsync and the ssh it started (one process group: start_new_session)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _drain(stream: IO[bytes] | None, into: collections.deque[bytes]) -> None:
+    if stream is None:
+        return
+    for line in stream:
+        into.append(line[:500])
+
+
+def _clear(directory: Path) -> None:
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

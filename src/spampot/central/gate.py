@@ -1,0 +1,186 @@
+"""The sensor's side of collection: the forced command behind the central server's SSH key.
+
+The sensor's ``authorized_keys`` runs ``spampot gate --config <sensor config>`` whatever the
+central server asks; sshd puts the request in ``SSH_ORIGINAL_COMMAND`` (sshd(8), "command=").
+The gate lets through exactly what ``spampot collect`` and ``spampot status`` send, and refuses
+everything else:
+
+- ``rsync --server --sender <flags> [--timeout=N] [--bwlimit=N] [--remove-source-files]
+  . <data_dir>/spool/``: rsync sending the spool (never receiving: nothing can be written on the
+  sensor through it), with removal of the files the centre confirmed;
+- ``spampot collected --files N --bytes N``: prune the directories the collection emptied, then
+  record the collection in ``<data_dir>/state/last-collection.json`` for ``spampot health``;
+- ``spampot health --json``: the sensor's health report.
+
+Why not Debian's ``rrsync``: it restricts rsync to a directory but runs nothing else, and its
+read-only mode (``-ro``) refuses ``--remove-source-files``, without which the sensor's disk never
+frees; a read-write rrsync would let the key *upload* into the spool. Parsing rsync's server
+command line is done the same way rrsync does it: every token is checked against a list, and
+rsync is then run directly (no shell) with those tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_COMMAND = 4096  # longer requests are refused unread
+LAST_COLLECTION = Path("state") / "last-collection.json"
+
+# rsync's server-side flag cluster: single-letter options our client sends (-t times, -r
+# recursive, -z compress; l o g D p from -a, v verbose, c checksum) and the protocol extension
+# "e<version>.<capabilities>" rsync appends (compat.c). No -L (follow symlinks: could read
+# outside the spool), no -k/-K, no --files-from.
+_FLAGS = re.compile(r"-[trzlogDpvc]+(?:e[0-9]*\.[A-Za-z]*)?")
+_LONG = re.compile(
+    r"--timeout=[0-9]{1,6}|--bwlimit=[0-9]{1,9}(?:\.[0-9]+)?[KkMmGg]?|--remove-source-files"
+)
+_COUNT = re.compile(r"[0-9]{1,15}")
+
+
+class Refused(Exception):
+    """The request is not one of the allowed commands."""
+
+
+@dataclass(frozen=True, slots=True)
+class RsyncSender:
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    pass
+
+
+Request = RsyncSender | Collected | Health
+
+
+def parse_request(command: str | None, data_dir: str) -> Request:
+    """What the central server may run, from ``SSH_ORIGINAL_COMMAND``; raises :class:`Refused`.
+
+    ``data_dir`` is the sensor's data dir: the only rsync source allowed is its ``spool/``.
+    """
+    if not command:
+        raise Refused("no command (interactive logins are not allowed)")
+    if len(command) > MAX_COMMAND:
+        raise Refused(f"command longer than {MAX_COMMAND} characters")
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise Refused(f"cannot parse the command: {exc}") from exc
+    if words[:3] == ["rsync", "--server", "--sender"]:
+        return _rsync(words, data_dir)
+    if words == ["spampot", "health", "--json"]:
+        return Health()
+    if (
+        len(words) == 6
+        and words[:2] == ["spampot", "collected"]
+        and words[2] == "--files"
+        and words[4] == "--bytes"
+        and _COUNT.fullmatch(words[3])
+        and _COUNT.fullmatch(words[5])
+    ):
+        return Collected(files=int(words[3]), bytes=int(words[5]))
+    raise Refused("not an allowed command")
+
+
+def _rsync(words: list[str], data_dir: str) -> RsyncSender:
+    spool = os.path.join(os.path.normpath(data_dir), "spool") + "/"
+    rest = words[3:]
+    if len(rest) < 3 or rest[-2] != "." or rest[-1] != spool:
+        raise Refused(f"rsync may only send {spool}")
+    flags, *options = rest[:-2]
+    if not _FLAGS.fullmatch(flags):
+        raise Refused(f"rsync flags not allowed: {flags[:80]!r}")
+    for option in options:
+        if not _LONG.fullmatch(option):
+            raise Refused(f"rsync option not allowed: {option[:80]!r}")
+    return RsyncSender(argv=tuple(words))
+
+
+# -- what the allowed commands do on the sensor -------------------------------------------------
+
+
+def prune_spool(spool: Path) -> int:
+    """Remove the empty directories under ``spool/`` that the collection left; returns how many.
+
+    The newest day directory is left alone (the sensor is writing into it), and so are
+    ``spool/`` and ``spool/events/`` themselves. rmdir(2) removes only empty directories, so a
+    file the sensor publishes meanwhile is never lost: at worst the sensor's rename finds its
+    directory gone and makes it again (Spool.publish).
+    """
+    try:
+        days = sorted(e.name for e in os.scandir(spool) if e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return 0
+    keep = {"events"}
+    day_dirs = [d for d in days if d not in keep]
+    if day_dirs:
+        keep.add(day_dirs[-1])
+    removed = 0
+    for day in day_dirs:
+        if day in keep:
+            continue
+        for root, _dirs, _files in os.walk(spool / day, topdown=False):
+            with contextlib.suppress(OSError):
+                os.rmdir(root)
+                removed += 1
+    return removed
+
+
+def write_last_collection(data_dir: Path, files: int, nbytes: int, now: dt.datetime) -> Path:
+    """Replace ``state/last-collection.json`` whole (write aside, fsync, rename)."""
+    path = data_dir / LAST_COLLECTION
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "time": now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "files": files,
+        "bytes": nbytes,
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def run_gate(command: str | None, data_dir: Path, config_path: Path | None) -> int:
+    """Serve one request from the central server; returns the exit status.
+
+    rsync and ``spampot health`` replace this process (exec), so their exit status and output
+    reach the central server unchanged.
+    """
+    try:
+        request = parse_request(command, str(data_dir))
+    except Refused as exc:
+        shown = (command or "")[:200].encode("ascii", "backslashreplace").decode()
+        print(f"spampot gate: refused: {exc}: {shown!r}", file=sys.stderr)
+        return 1
+    if isinstance(request, RsyncSender):
+        os.chdir(data_dir)
+        os.execvp("rsync", list(request.argv))
+    if isinstance(request, Health):
+        argv = [sys.executable, "-m", "spampot", "health", "--json"]
+        if config_path is not None:
+            argv += ["--config", str(config_path)]
+        os.execv(sys.executable, argv)
+    assert isinstance(request, Collected)
+    pruned = prune_spool(data_dir / "spool")
+    write_last_collection(data_dir, request.files, request.bytes, dt.datetime.now(dt.UTC))
+    print(json.dumps({"pruned": pruned}))
+    return 0
