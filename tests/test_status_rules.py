@@ -70,6 +70,8 @@ def test_thresholds():
         == State.WARN
     )
     assert judge(report(clock__offset_s=None))["clock"] == State.UNKNOWN
+    lost = report(clock__offset_s=None, clock__synchronised=False, clock__sync_source="chronyc")
+    assert judge(lost)["clock"] == State.WARN
     assert judge(report(collection__age_s=None))["sync"] == State.WARN
     assert judge(report(collection__age_s=90000.0))["sync"] == State.CRIT
     assert judge(report(traffic__last_message=None))["capture"] == State.WARN  # since Jan 1

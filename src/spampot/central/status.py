@@ -225,7 +225,7 @@ def check_clock(report: dict, th: StatusSection) -> CheckResult:
         why = "no NTP server configured"
         if isinstance(servers, list) and servers:
             why = "no NTP server answered"
-        return CheckResult(State.UNKNOWN, f"{why}; {daemon}")
+        return CheckResult(State.WARN if synced is False else State.UNKNOWN, f"{why}; {daemon}")
     state = _level(abs(offset), th.clock_warn, th.clock_crit)
     if synced is False:
         state = worst([state, State.WARN])
