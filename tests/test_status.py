@@ -228,13 +228,16 @@ def test_not_collected_for_too_long_and_a_reboot(fleet, tmp_path):
     assert states == {"a": ALL_OK, "b": ALL_OK}
     assert code == 0
 
-    lines = (f.central / "state/status/b.jsonl").read_text().splitlines()
-    history = [json.loads(line) for line in lines]
-    assert [h["checks"]["uptime"] for h in history] == ["OK", "WARN", "OK"]
     boots = [
         datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         for t in (1790000000, 1790086400)
     ]
+    code, out = f.run("--history", "5", "--sensor", "b")  # the trend, without SSH
+    assert code == 0 and out.count(boots[1]) == 2 and out.count(boots[0]) == 1
+    assert out.count("WARN") == 2  # the reboot (and the sync warning before it)
+    lines = (f.central / "state/status/b.jsonl").read_text().splitlines()
+    history = [json.loads(line) for line in lines]
+    assert [h["checks"]["uptime"] for h in history] == ["OK", "WARN", "OK"]
     assert [h["boot_time"] for h in history] == [boots[0], boots[1], boots[1]]
 
 

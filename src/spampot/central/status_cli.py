@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.markup import escape
 
-from spampot.central.inventory import InventoryError, SensorEntry, load_inventory
-from spampot.central.status import CHECKS, SensorStatus, State, check_sensors, worst
+from spampot.central.inventory import Inventory, InventoryError, SensorEntry, load_inventory
+from spampot.central.status import CHECKS, History, SensorStatus, State, check_sensors, worst
 
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?")
 _STYLE = {State.OK: "green", State.WARN: "yellow", State.CRIT: "bold red", State.UNKNOWN: "magenta"}
@@ -40,12 +42,15 @@ def summary_line(statuses: list[SensorStatus]) -> str:
     return f"{text} | {perf}"
 
 
+def _console() -> Console:
+    # Piped (a monitoring system's long output, a log): wide enough that no table folds.
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+
 def render(statuses: list[SensorStatus], verbose: bool) -> None:
-    from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = _console()
     table = Table(title=None, show_lines=False)
     table.add_column("sensor")
     for check in CHECKS:
@@ -63,6 +68,46 @@ def render(statuses: list[SensorStatus], verbose: bool) -> None:
             if verbose or result.state is not State.OK:
                 state = f"[{_STYLE[result.state]}]{result.state.name}[/]"
                 console.print(f"{s.sensor} {check}: {state} - {escape(result.summary)}")
+
+
+HISTORY_FIGURES = (
+    ("load5", "load5", "{:.2f}"),
+    ("disk %", "disk_used_percent", "{:.0f}"),
+    ("offset s", "clock_offset_s", "{:+.3f}"),
+    ("emails/15'", "messages_15min", "{:.0f}"),
+    ("in pkt/s", "rx_packets_per_s", "{:.0f}"),
+    ("backlog", "spool_files", "{:.0f}"),
+)
+
+
+def show_history(
+    inventory: Inventory, sensors: list[SensorEntry], count: int, as_json: bool
+) -> None:
+    from rich.table import Table
+
+    history = History(inventory.central.state_dir / "status", inventory.status.history_keep)
+    if as_json:
+        click.echo(json.dumps({s.name: history.entries(s.name)[-count:] for s in sensors}))
+        return
+    console = _console()
+    for sensor in sensors:
+        table = Table(title=sensor.name, title_justify="left")
+        for column in ("time", "state", "boot time", *(h for h, _, _ in HISTORY_FIGURES)):
+            table.add_column(column)
+        for entry in history.entries(sensor.name)[-count:]:
+            figures = entry.get("figures") if isinstance(entry.get("figures"), dict) else {}
+            state = str(entry.get("state"))
+            style = _STYLE.get(State.__members__.get(state, State.UNKNOWN), "")
+            table.add_row(
+                str(entry.get("time")),
+                f"[{style}]{escape(state)}[/]",
+                str(entry.get("boot_time")),
+                *(
+                    fmt.format(figures[key]) if isinstance(figures.get(key), int | float) else ""
+                    for _, key, fmt in HISTORY_FIGURES
+                ),
+            )
+        console.print(table)
 
 
 def _select(sensors: tuple[SensorEntry, ...], names: tuple[str, ...]) -> list[SensorEntry]:
@@ -96,6 +141,12 @@ def _select(sensors: tuple[SensorEntry, ...], names: tuple[str, ...]) -> list[Se
     default=0,
     help="With --every: stop after this many rounds (0 = no limit).",
 )
+@click.option(
+    "--history",
+    "history_count",
+    type=click.IntRange(min=1),
+    help="Show the last N recorded checks per sensor (no SSH): trends and reboots.",
+)
 def status(
     inventory_path: Path,
     names: tuple[str, ...],
@@ -103,6 +154,7 @@ def status(
     verbose: bool,
     every: str | None,
     rounds: int,
+    history_count: int | None,
 ) -> None:
     """Run the eight health checks on every sensor over SSH.
 
@@ -119,6 +171,9 @@ def status(
         click.echo(f"SPAMPOT UNKNOWN - {exc}")
         sys.exit(State.UNKNOWN.value)
     sensors = _select(inventory.sensors, names)
+    if history_count is not None:
+        show_history(inventory, sensors, history_count, as_json)
+        return
     done = 0
     while True:
         started = time.monotonic()
