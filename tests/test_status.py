@@ -90,8 +90,18 @@ class Fleet:
             s["sensor"]: {k: v["state"] for k, v in s["checks"].items()} for s in data["sensors"]
         }
 
+    def collect(self) -> None:
+        """A real collection of every sensor (rsync over SSH through the gate)."""
+        done = subprocess.run(
+            [PYTHON, "-m", "spampot", "collect", "--inventory", str(self.inventory)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
     def collected(self, name: str, ago: timedelta = timedelta(0)) -> None:
-        """What the collector writes on the sensor after a successful pull."""
+        """What the collector writes on the sensor after a successful pull, back-dated."""
         sensor = self.sensors[name][0]
         when = (datetime.now(UTC) - ago).strftime("%Y-%m-%dT%H:%M:%SZ")
         (sensor.data_dir / "state" / "last-collection.json").write_text(
@@ -130,8 +140,9 @@ def fleet(tmp_path, sshd, ntp_server, sensor_factory):
             )
             sensor = sensor_factory(health + extra, start=False, name=name)
             key = sshd.client_key(name)
-            command = [PYTHON, "-m", "spampot", "health", "--json", "--config"]
-            sshd.authorize(key, command=shlex.join([*command, str(sensor.config_path)]))
+            # The sensor's forced command, as deployed: the gate lets health and rsync through.
+            command = [PYTHON, "-m", "spampot", "gate", "--config", str(sensor.config_path)]
+            sshd.authorize(key, command=shlex.join(command))
             sensors[name] = (sensor, key)
         made = Fleet(tmp_path, sshd, good, sensors)
         if start:
@@ -157,8 +168,10 @@ def test_healthy_sensor_and_one_with_a_listener_down(fleet):
         for sensor, _ in f.sensors.values():
             sensor.start()
             send_mail(sensor.smtp_port, 1)
-        f.collected("a")
-        f.collected("b")
+        code, states = f.states()
+        assert states == {"a": expect(sync="WARN"), "b": expect(processes="CRIT", sync="WARN")}
+        f.collect()
+        assert (f.central / "raw" / "a").is_dir()
         code, states = f.states()
         assert states == {"a": ALL_OK, "b": expect(processes="CRIT")}
         assert code == 2

@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from spampot.central.inventory import Inventory, SensorEntry
+from spampot.central.inventory import CollectSection, Inventory, SensorEntry
 from spampot.sensor.spool import syncfs
 
 # rsync(1) EXIT VALUES, for error messages a person can act on.
@@ -228,53 +228,7 @@ class Collector:
         self._run("finish", [*ssh, _ssh_host(entry), shlex.join(finish)], deadline)
 
     def ssh_command(self, entry: SensorEntry) -> list[str]:
-        """ssh with the sensor's key, batch mode and its host key checked strictly."""
-        argv = [
-            self.cfg.ssh,
-            "-p",
-            str(entry.port),
-            "-i",
-            str(entry.key),
-            "-l",
-            entry.user,
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "UpdateHostKeys=no",
-            "-o",
-            f"ConnectTimeout={self.cfg.connect_timeout}",
-            "-o",
-            "ServerAliveInterval=15",
-            "-o",
-            "ServerAliveCountMax=4",
-            "-o",
-            "Compression=no",  # rsync compresses what is worth it; the rest is gzip already
-            "-o",
-            "ForwardAgent=no",
-            "-o",
-            "ClearAllForwardings=yes",
-            "-o",
-            "LogLevel=ERROR",
-        ]
-        if entry.host_key:
-            known = self.state_dir / f"{entry.name}.known_hosts"
-            alias = f"spampot-sensor.{entry.name}"
-            _write_atomic(known, f"{alias} {entry.host_key}\n")
-            argv += [
-                "-o",
-                f"UserKnownHostsFile={known}",
-                "-o",
-                "GlobalKnownHostsFile=/dev/null",
-                "-o",
-                f"HostKeyAlias={alias}",
-            ]
-        else:
-            argv += ["-o", f"UserKnownHostsFile={entry.known_hosts}"]
-        return argv
+        return ssh_command(entry, self.cfg, self.state_dir)
 
     def _run(
         self,
@@ -379,6 +333,57 @@ def read_state(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def ssh_command(entry: SensorEntry, cfg: CollectSection, state_dir: Path) -> list[str]:
+    """ssh with the sensor's key, batch mode and its host key checked strictly (collect and
+    status: one SSH policy). A pinned ``host_key`` is written to ``state_dir``."""
+    argv = [
+        cfg.ssh,
+        "-p",
+        str(entry.port),
+        "-i",
+        str(entry.key),
+        "-l",
+        entry.user,
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "UpdateHostKeys=no",
+        "-o",
+        f"ConnectTimeout={cfg.connect_timeout}",
+        "-o",
+        "ServerAliveInterval=15",
+        "-o",
+        "ServerAliveCountMax=4",
+        "-o",
+        "Compression=no",  # rsync compresses what is worth it; the rest is gzip already
+        "-o",
+        "ForwardAgent=no",
+        "-o",
+        "ClearAllForwardings=yes",
+        "-o",
+        "LogLevel=ERROR",
+    ]
+    if entry.host_key:
+        known = state_dir / f"{entry.name}.known_hosts"
+        alias = f"spampot-sensor.{entry.name}"
+        _write_atomic(known, f"{alias} {entry.host_key}\n")
+        argv += [
+            "-o",
+            f"UserKnownHostsFile={known}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            f"HostKeyAlias={alias}",
+        ]
+    else:
+        argv += ["-o", f"UserKnownHostsFile={entry.known_hosts}"]
+    return argv
 
 
 def _rsync_host(entry: SensorEntry) -> str:

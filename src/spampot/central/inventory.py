@@ -94,7 +94,6 @@ class StatusSection:
     """``spampot status``: how sensors are asked, and the thresholds of the eight checks."""
 
     timeout: int = 60  # seconds for one sensor's whole answer (SSH and spampot health)
-    connect_timeout: int = 20  # seconds for the TCP connection and SSH handshake
     parallel: int = 8  # sensors asked at once
     load_warn: float = 2.0  # 5-minute load average per CPU
     load_crit: float = 4.0
@@ -243,8 +242,8 @@ def _section(cls: type, name: str, values: Any, base: Path) -> Any:
         if obj.connect_timeout < 1 or obj.io_timeout < 1 or obj.max_duration < 1:
             raise InventoryError("collect timeouts must be at least 1 second")
     if name == "status":
-        if obj.parallel < 1 or obj.timeout < 1 or obj.connect_timeout < 1:
-            raise InventoryError("status.parallel and status timeouts must be at least 1")
+        if obj.parallel < 1 or obj.timeout < 1:
+            raise InventoryError("status.parallel and status.timeout must be at least 1")
         if obj.history_keep < 1:
             raise InventoryError("status.history_keep must be at least 1")
         for check in ("load", "disk", "clock", "sync"):

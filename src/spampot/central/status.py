@@ -24,6 +24,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from spampot.central.collect import ssh_command
 from spampot.central.inventory import Inventory, SensorEntry, StatusSection
 
 HEALTH_COMMAND = "spampot health --json"
@@ -391,49 +392,11 @@ def _last_line(data: bytes) -> str:
 # --- running the checks ---------------------------------------------------------------------
 
 
-def ssh_command(entry: SensorEntry, state_dir: Path, th: StatusSection) -> list[str]:
-    """ssh in batch mode with the sensor's key and its host key checked strictly."""
-    argv = [
-        "ssh",
-        "-F",
-        "/dev/null",
-        "-p",
-        str(entry.port),
-        "-i",
-        str(entry.key),
-        "-l",
-        entry.user,
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        "UpdateHostKeys=no",
-        "-o",
-        f"ConnectTimeout={max(1, int(th.connect_timeout))}",
-        "-o",
-        "ForwardAgent=no",
-        "-o",
-        "ClearAllForwardings=yes",
-        "-o",
-        "LogLevel=ERROR",
-    ]
-    if entry.host_key:
-        known = state_dir / f"{entry.name}.known_hosts"
-        alias = f"spampot-sensor.{entry.name}"
-        _write_atomic(known, f"{alias} {entry.host_key}\n")
-        argv += [
-            "-o",
-            f"UserKnownHostsFile={known}",
-            "-o",
-            "GlobalKnownHostsFile=/dev/null",
-            "-o",
-            f"HostKeyAlias={alias}",
-        ]
-    else:
-        argv += ["-o", f"UserKnownHostsFile={entry.known_hosts}"]
+def health_command(inventory: Inventory, entry: SensorEntry) -> list[str]:
+    """The collector's ssh (one SSH policy, one pinned host key) running the health report."""
+    state_dir = inventory.central.state_dir / "collect"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    argv = ssh_command(entry, inventory.collect, state_dir)
     return [*argv, entry.host.strip("[]"), HEALTH_COMMAND]
 
 
@@ -513,7 +476,7 @@ def check_sensors(inventory: Inventory, sensors: list[SensorEntry]) -> list[Sens
 
     def one(entry: SensorEntry) -> SensorStatus:
         previous = history.previous(entry.name)
-        ssh = run_ssh(ssh_command(entry, directory, th), th.timeout)
+        ssh = run_ssh(health_command(inventory, entry), th.timeout)
         status = evaluate(entry.name, ssh, previous, th, time.time())
         history.append(status)
         return status
