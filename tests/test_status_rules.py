@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -140,3 +142,10 @@ def test_one_malformed_section_leaves_the_others_judged(section, value):
 def test_any_bytes_from_a_sensor(data):
     status = evaluate("s", SshResult(0, data, data, 0.1), None, TH, NOW)
     assert set(status.checks) == set(CHECKS)
+
+
+def test_every_status_key_is_in_the_readme():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("`[status]` in the inventory:") :]
+    for key in dataclasses.fields(StatusSection):
+        assert f"| `{key.name}` |" in section, f"[status] {key.name} not in the README"
