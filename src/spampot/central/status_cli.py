@@ -63,8 +63,11 @@ def render(statuses: list[SensorStatus], verbose: bool) -> None:
     console.print(table)
     # Details as plain lines (a plugin's "long output"), not a table that folds them.
     for s in statuses:
+        unreachable = s.checks["connectivity"].state is not State.OK
         for check in CHECKS:
             result = s.checks[check]
+            if unreachable and check != "connectivity" and not verbose:
+                continue  # seven times "sensor unreachable" says nothing more
             if verbose or result.state is not State.OK:
                 state = f"[{_STYLE[result.state]}]{result.state.name}[/]"
                 console.print(f"{s.sensor} {check}: {state} - {escape(result.summary)}")
