@@ -199,13 +199,13 @@ def test_disk_nearly_full_and_no_captures_for_too_long(fleet, tmp_path):
         small = mount / "data"
         a.config_path.write_text(a.config_path.read_text().replace(str(a.data_dir), str(small)))
         a.data_dir = small
-        f.write_inventory("silence_warn = 3")
+        f.write_inventory("silence_warn = 8")
         for sensor, _ in f.sensors.values():
             sensor.start()
         (small / "filler").write_bytes(b"\0" * (int(3.8 * 2**20)))  # > 90 % of 4 MiB
         f.collected("a")
         f.collected("b")
-        time.sleep(3.5)  # b: started, and silent for longer than silence_warn
+        time.sleep(8.5)  # b: started, and silent for longer than silence_warn
         send_mail(a.smtp_port, 1)  # a has captured just now
         code, states = f.states()
         assert states == {"a": expect(disk="CRIT"), "b": expect(capture="WARN")}

@@ -81,6 +81,15 @@ def test_thresholds():
     assert judge(report(processes__workers=[{"fresh": False}]))["processes"] == State.WARN
 
 
+def test_silence_is_measured_on_the_sensors_clock():
+    # The report was written a minute after the last email, whatever the centre's clock says.
+    late = report(time="2027-01-15T08:00:00Z")
+    late["traffic"]["last_message"] = "2027-01-15T07:59:00Z"
+    assert judge(late)["capture"] == State.OK
+    late["traffic"]["last_message"] = "2027-01-15T05:00:00Z"
+    assert judge(late)["capture"] == State.WARN
+
+
 def test_reboot_against_the_previous_boot_time():
     boot = 1767225600.0  # 2026-01-01T00:00:00Z
     assert judge(report(), {"boot_time": boot + 30})["uptime"] == State.OK  # within tolerance

@@ -284,7 +284,10 @@ def check_capture(report: dict, th: StatusSection, now: float) -> CheckResult:
     quiet_from = last if last is not None else since
     if quiet_from is None:
         return CheckResult(State.UNKNOWN, "the sensor keeps no counters (daemon never ran?)")
-    quiet = now - quiet_from
+    # Both times from the sensor's clock (its offset is the clock check's business), taken when
+    # it wrote the report: neither SSH latency nor the centre's clock enter the figure.
+    reported = parse_time(report.get("time"))
+    quiet = (reported if reported is not None else now) - quiet_from
     if quiet > th.silence_warn:
         what = "last email" if last is not None else "no email since the start"
         return CheckResult(State.WARN, f"silent for {_duration(quiet)} ({what}); {text}")
