@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ CLIENT = "127.0.0.2"  # the workout's source address (tests/egress/workout.py)
 
 def make_sensor(tmp_path: Path, workers: int = 2) -> Sensor:
     ports = {"smtp": free_port(), "http": free_port(), "socks": free_port()}
+    ports["metrics"] = free_port()
     data_dir = tmp_path / "data"
     config = tmp_path / "sensor.toml"
     config.write_text(
@@ -54,6 +56,10 @@ socks = [{ports["socks"]}]
 
 [proxy]
 non_smtp = "web"
+
+[metrics]
+enabled = true
+port = {ports["metrics"]}
 """
     )
     return Sensor(data_dir, config, ports, stderr_path=tmp_path / "sensor.stderr")
@@ -154,6 +160,10 @@ def test_audit_hook_sees_no_lookup_and_no_connect_in_any_sensor_process(tmp_path
         wait_listening(sensor)
         steps = workout(sensor)
         check_workout(sensor, steps)
+        # The management listener too (its HTTP server used to look up its own name).
+        url = f"http://127.0.0.1:{sensor.ports['metrics']}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as page:
+            assert b"spampot_" in page.read()
     finally:
         code = stop(sensor)
     assert not log.exists(), log.read_text()

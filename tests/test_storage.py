@@ -200,6 +200,7 @@ def test_config_file_and_overrides(tmp_path):
         ("[smtp]\nmax_line = 'big'\n", "smtp.max_line must be a non-negative integer"),
         ("[ports]\nsmtp = [70000]\n", "port outside"),
         ("[sensor]\nworkers = 0\n", "workers must be at least 1"),
+        ('[metrics]\naddress = "localhost"\n', "metrics.address must be an IP address"),
         ("[sensor\n", "c.toml"),
     ],
 )

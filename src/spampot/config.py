@@ -308,6 +308,10 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         raise ConfigError("spool.compress_level must be 0..9")
     if not 0 < config.metrics.port < 65536:
         raise ConfigError("metrics.port must be 1..65535")
+    try:  # a name would be looked up, and the sensor resolves none
+        ipaddress.ip_address(config.metrics.address)
+    except ValueError:
+        raise ConfigError("metrics.address must be an IP address") from None
     try:
         config.trusted_proxies  # noqa: B018 - validates the networks
     except ValueError as exc:

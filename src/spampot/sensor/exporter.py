@@ -8,13 +8,16 @@ invariant 1) and does not probe its own listeners on every scrape.
 
 from __future__ import annotations
 
+import socket
+import socketserver
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -150,7 +153,7 @@ def start_exporter(config: Config, listeners: int) -> bool:
     registry.register(SensorCollector(config, listeners))
     ProcessCollector(registry=registry)  # process_* of worker 0: memory, CPU, descriptors
     try:
-        start_http_server(config.metrics.port, config.metrics.address, registry)
+        server = _management_server(config.metrics.address, config.metrics.port)
     except OSError as exc:
         print(
             f"spampot: cannot serve metrics on {config.metrics.address} port "
@@ -158,4 +161,31 @@ def start_exporter(config: Config, listeners: int) -> bool:
             file=sys.stderr,
         )
         return False
+    server.set_app(make_wsgi_app(registry))
+    threading.Thread(target=server.serve_forever, name="spampot-metrics", daemon=True).start()
     return True
+
+
+class _ManagementServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        # http.server's server_bind names the server with socket.getfqdn(address): a reverse
+        # look-up, i.e. a DNS query for any address not in /etc/hosts. The sensor makes none
+        # (DESIGN.md invariant 1); the address is the name.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+        self.setup_environ()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _management_server(address: str, port: int) -> _ManagementServer:
+    """A threaded WSGI server on an IP literal (the config checks it is one)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    server_class = type("_Server", (_ManagementServer,), {"address_family": family})
+    return server_class((address, port), _QuietHandler)
