@@ -2,11 +2,11 @@
 
 The properties are the ones in tests/ (the CI profile runs them with SPAMPOT_FUZZ_EXAMPLES,
 default 300); here each parser gets ``--examples`` (default 100,000), shared equally among its
-properties, in ``--jobs`` processes.
-Prints a table on stderr and JSON on stdout (or ``--json-out``): per parser and property, the
-examples actually run (hypothesis may stop early when it has tried every distinct input a
-small strategy allows), seconds, and examples per second. Exits 1 on the first falsified
-property, after printing hypothesis' falsifying example.
+properties, in shards of ``--shard-size`` examples (each a process with its own seed) run by
+``--jobs`` processes. Prints a line per shard on stderr and JSON on stdout (or ``--json-out``):
+per parser and property, the examples actually run (hypothesis may stop early when it has
+tried every distinct input a small strategy allows), seconds, and examples per second. Exits 1
+when a property was falsified, after printing hypothesis' falsifying example.
 
     python3 bench/fuzz_long.py                      # every parser, 100,000 examples each
     python3 bench/fuzz_long.py --examples 2000 --parsers smtp,socks
@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -92,45 +92,63 @@ def main(argv: list[str] | None = None) -> int:
         help="examples per parser, shared equally among its properties",
     )
     ap.add_argument("--parsers", default=",".join(PROPERTIES), help="comma-separated subset")
-    ap.add_argument("--jobs", type=int, default=2, help="processes running properties")
+    ap.add_argument("--jobs", type=int, default=2, help="processes running shards")
+    ap.add_argument("--shard-size", type=int, default=10_000, help="examples per process")
     ap.add_argument("--json-out", type=Path)
     args = ap.parse_args(argv)
     parsers = [p for p in args.parsers.split(",") if p]
     unknown = set(parsers) - set(PROPERTIES)
     if unknown:
         ap.error(f"unknown parsers: {', '.join(sorted(unknown))}")
-    jobs = [
-        (parser, *prop, -(-args.examples // len(PROPERTIES[parser])))
-        for parser in parsers
-        for prop in PROPERTIES[parser]
-    ]
+    # Each property's examples run in shards of at most --shard-size, each a fresh process
+    # with its own random seed: hypothesis slows down as one run's history grows, and shards
+    # use every --jobs process.
+    jobs = []
+    for parser in parsers:
+        for module, name, kwargs in PROPERTIES[parser]:
+            left = -(-args.examples // len(PROPERTIES[parser]))
+            while left > 0:
+                jobs.append((parser, module, name, kwargs, min(left, args.shard_size)))
+                left -= args.shard_size
     started = time.perf_counter()
-    # A fresh process per property: the tests read max_examples when they are imported.
+    # A fresh process per shard: the tests read max_examples when they are imported.
     spawn = multiprocessing.get_context("spawn")
+    results: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max(1, args.jobs), mp_context=spawn, max_tasks_per_child=1) as pool:
-        futures = [
-            (parser, pool.submit(run_property, module, name, kwargs, examples))
+        futures = {
+            pool.submit(run_property, module, name, kwargs, examples): parser
             for parser, module, name, kwargs, examples in jobs
-        ]
-        results = []
-        for parser, future in futures:
-            result = {"parser": parser, **future.result()}
+        }
+        for future in as_completed(futures):
+            result = {"parser": futures[future], **future.result()}
             results.append(result)
             print(
-                f"{parser:12} {result['property']:70} {result['examples']:>9,} examples "
-                f"{result['seconds']:>8.1f} s {result['examples_per_s'] or 0:>8.1f}/s"
+                f"{result['parser']:12} {result['property']:66} {result['examples']:>7,} "
+                f"examples {result['seconds']:>7.1f} s {result['examples_per_s'] or 0:>6.1f}/s"
                 + (f"  FALSIFIED {result['error'][:300]}" if result["error"] else ""),
                 file=sys.stderr,
                 flush=True,
             )
+    properties: dict[str, dict[str, Any]] = {}
+    for r in results:
+        total = properties.setdefault(
+            r["property"],
+            {"parser": r["parser"], "examples": 0, "shards": 0, "seconds": 0.0, "errors": []},
+        )
+        total["examples"] += r["examples"]
+        total["shards"] += 1
+        total["seconds"] = round(total["seconds"] + r["seconds"], 1)
+        if r["error"]:
+            total["errors"].append(r["error"])
     per_parser = {p: sum(r["examples"] for r in results if r["parser"] == p) for p in parsers}
     summary = {
         "examples_per_parser": args.examples,
         "per_parser": per_parser,
         "total_examples": sum(per_parser.values()),
         "wall_s": round(time.perf_counter() - started, 1),
-        "falsified": [r["property"] for r in results if r["error"]],
-        "results": results,
+        "falsified": sorted({r["property"] for r in results if r["error"]}),
+        "properties": properties,
+        "shards": results,
     }
     text = json.dumps(summary, indent=2)
     if args.json_out:
