@@ -86,7 +86,7 @@ def build_report(
     tables = [
         general_table(general, sum(r[2] for r in outcomes)),
         countries_table(country_day, top),
-        ases_table(ases, general, notes),
+        ases_table(ases, general),
         ports_table(port_day),
         outcomes_table(outcomes),
         domains_table(domains),
@@ -214,7 +214,7 @@ def countries_table(country_day: list[tuple], top: int) -> Table:
     )
 
 
-def ases_table(rows: list[tuple], general: tuple, notes: list[str]) -> Table:
+def ases_table(rows: list[tuple], general: tuple) -> Table:
     emails_with_asn, emails_with_name = int(general[8] or 0), int(general[9] or 0)
     table_notes = []
     if emails_with_asn == 0 and emails_with_name > 0:

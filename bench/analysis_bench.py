@@ -1,0 +1,575 @@
+"""Analysis benchmarks: ingest throughput, and the report at 5, 20 and 50 million emails.
+
+    python3 bench/analysis_bench.py --work /var/tmp/spampot-analysis-bench --json-out a.json
+
+1. **Ingest**: ``--ingest-events`` events in the sensor's exact format (encoded by the sensor's
+   own EventBuffer; sessions of 1-6 emails, proxied or direct, as the paper's mix), gzip-rotated
+   like the sensor's files, read into the warehouse by ``spampot ingest`` (enrichment with the
+   bundled geoip2fast data included). Events/s of wall time and per CPU-second, peak RSS.
+2. **Report scaling**: warehouses of ``--sizes`` million emails (plus 0.276 proxy requests per
+   email, the paper's 145 M / 525 M) written directly as Parquet in the warehouse's schema with
+   the paper's distributions (Tables 3-6: countries, ASes, ports, outcomes; 9.16 recipients per
+   email; 466 days; 216,888 source addresses; 10 sensors). ``spampot report`` over each, in a
+   fresh process, ``--runs`` times: wall time and peak RSS; a least-squares line through the
+   sizes extrapolates to the paper's 525 million.
+3. **Baseline**: Tables 2-3 computed by a straightforward pandas program and by the report's
+   own SQL on DuckDB, on the same warehouse, each in a fresh process: the ratio.
+
+Data is generated once under ``--work`` and reused by later runs with the same parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# The paper's Table 3 (share of emails by country), Table 4 (ASes within them), Table 5
+# (ports), Table 6 (proxy outcomes). The rest of each distribution goes to synthetic entries.
+COUNTRIES = [
+    ("TW", 73.43), ("CN", 15.80), ("US", 5.67), ("CA", 1.27), ("JP", 1.03), ("HK", 0.84),
+    ("KR", 0.78), ("UA", 0.34), ("DE", 0.18), ("BR", 0.16),
+]  # fmt: skip
+ASES = [  # (asn, name, country, % of all emails)
+    (9924, "TFN-TW", "TW", 32.60), (3462, "HINET", "TW", 25.04), (17623, "CNCGROUP", "CN", 12.43),
+    (4780, "SEEDNET", "TW", 10.38), (9919, "NCIC-TW", "TW", 1.75), (4837, "CHINA169", "CN", 1.72),
+    (33322, "NDCHOST", "US", 1.59), (4134, "CHINANET", "CN", 1.39), (18429, "EXTRALAN", "TW", 1.29),
+    (7271, "LOOKAS", "CA", 1.07),
+]  # fmt: skip
+PORTS = [  # (port, via, %)
+    (1080, "socks5", 37.31), (8080, "http", 34.79), (80, "http", 10.92), (3128, "http", 6.17),
+    (8000, "http", 2.76), (6588, "http", 2.29), (25, "smtp", 1.46), (4480, "http", 1.38),
+    (3127, "socks4", 1.00), (3382, "http", 0.96), (81, "http", 0.96),
+]  # fmt: skip
+OUTCOMES = [  # (protocol, outcome, requests)
+    ("http", "smtp", 89_496_969), ("http", "other", 106_615), ("http", "get", 225_802),
+    ("http", "error", 1_847_869), ("socks5", "smtp", 46_776_884), ("socks5", "other", 1_055_081),
+    ("socks5", "error", 5_741_908),
+]  # fmt: skip
+N_IPS = 216_888
+RCPT_DOMAINS = ["hotmail.com", "yahoo.com", "aol.com", "gmail.com", "msn.com", "uol.com.br"]
+N_DAYS = 466
+N_SENSORS = 10
+PROXY_PER_EMAIL = 145_251_128 / 524_585_779
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_measured(cmd: list[str], cwd: Path | None = None) -> dict:
+    """Run a command; wall seconds, CPU seconds and peak RSS of it and its children."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+    return {
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "max_rss_mib": usage.ru_maxrss / 1024,
+        "stdout": out,
+    }
+
+
+def spampot(*args: str) -> list[str]:
+    return [sys.executable, "-m", "spampot", *args]
+
+
+# --- 1. ingest ---------------------------------------------------------------------------
+
+
+def make_events(raw: Path, n_events: int, seed: int = 7) -> int:
+    """Event files of about ``n_events`` events from 10 sensors; returns the exact count."""
+    import gzip
+    import random
+
+    from spampot.sensor.events import Clock, EventBuffer
+
+    class SetClock(Clock):
+        t = 1_780_000_000.0
+
+        def now(self) -> tuple[float, str]:
+            second = int(self.t)
+            if second != self._second:
+                self._tick(second)
+            return self.t, f"{self._prefix}.{int((self.t - second) * 1e6):06d}Z"
+
+    rng = random.Random(seed)
+    ips = [
+        f"{rng.choice([1, 27, 36, 58, 59, 60, 61, 114, 118, 122, 203, 210, 211, 218])}."
+        f"{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        for _ in range(20_000)
+    ]
+    ports = [p for p, _, _ in PORTS]
+    port_weights = [w for _, _, w in PORTS]
+    via_of = {p: v for p, v, _ in PORTS}
+    per_sensor = n_events // N_SENSORS
+    total = 0
+    for s in range(N_SENSORS):
+        name = f"br-{s + 1:02d}"
+        clock = SetClock()
+        buffer = EventBuffer(name, clock)
+        out = raw / name / "events"
+        out.mkdir(parents=True, exist_ok=True)
+        lines: list[bytes] = []
+        hour = 0
+        written = 0
+        while written < per_sensor:
+            ip = rng.choice(ips)
+            port = rng.choices(ports, port_weights)[0]
+            via = via_of[port]
+            base = {
+                "session": f"{rng.getrandbits(48):012x}",
+                "src_ip": ip,
+                "src_port": rng.randrange(1024, 65535),
+                "dst_ip": "192.0.2.10",
+                "dst_port": port,
+            }
+            clock.t += rng.random() * 0.2
+            lines.append(buffer.encode("session.open", base, f"New connection: {ip}"))
+            target = None if via == "smtp" else f"mx{rng.randrange(50)}.victim.example"
+            if via != "smtp":
+                lines.append(
+                    buffer.encode(
+                        "proxy.request",
+                        base,
+                        "CONNECT",
+                        protocol=via,
+                        version=None,
+                        method="CONNECT",
+                        target_host=target,
+                        target_port=25,
+                        auth=None,
+                        outcome="smtp",
+                        reply="granted",
+                        error=None,
+                        headers=None,
+                    )
+                )
+            for _ in range(rng.randint(1, 6)):
+                rcpt = [
+                    f"u{rng.randrange(10**6)}@{rng.choice(RCPT_DOMAINS)}"
+                    for _ in range(rng.choice([1, 5, 9, 10, 12, 20]))
+                ]
+                qid = f"{rng.getrandbits(40):010X}"
+                lines.append(
+                    buffer.encode(
+                        "smtp.message",
+                        base,
+                        f"Message {qid}",
+                        via=via,
+                        target_host=target,
+                        target_port=None if via == "smtp" else 25,
+                        helo="pc.example",
+                        mail_from="x@sender.example",
+                        mail_params=None,
+                        rcpt_to=rcpt,
+                        size=3000,
+                        sha256="ab" * 32,
+                        queue_id=qid,
+                        file=f"2026-05-28/{port}/{ip}/120000-{qid}.eml.gz",
+                    )
+                )
+            lines.append(
+                buffer.encode(
+                    "session.close",
+                    base,
+                    "Connection lost",
+                    duration_s=1.5,
+                    bytes_in=9000,
+                    bytes_out=400,
+                    reason="quit",
+                )
+            )
+            if len(lines) >= 100_000:  # one rotated file per 100,000 events
+                stamp = time.strftime("%Y%m%dT%H", time.gmtime(clock.t))
+                (out / f"{name}-{stamp}-{hour}.jsonl.gz").write_bytes(
+                    gzip.compress(b"".join(lines), compresslevel=6)
+                )
+                hour += 1
+                written += len(lines)
+                lines = []
+        total += written
+    return total
+
+
+def bench_ingest(work: Path, n_events: int, runs: int) -> dict:
+    raw = work / f"events-{n_events}"
+    marker = raw / "COUNT"
+    if not marker.exists():
+        shutil.rmtree(raw, ignore_errors=True)
+        log(f"generating {n_events:,} events in the sensor's format ...")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        count = make_events(raw, n_events)
+        marker.write_text(str(count))
+    count = int(marker.read_text())
+    size = sum(p.stat().st_size for p in raw.glob("*/events/*.gz"))
+    results = []
+    for i in range(runs):
+        warehouse = work / "ingest-warehouse"
+        shutil.rmtree(warehouse, ignore_errors=True)
+        m = run_measured(spampot("ingest", "--raw", str(raw), "--warehouse", str(warehouse)))
+        m["events_per_s"] = count / m["wall_s"]
+        m["events_per_cpu_s"] = count / m["cpu_s"]
+        log(
+            f"ingest run {i + 1}: {m['wall_s']:.2f} s, {m['events_per_s']:,.0f} events/s,"
+            f" {m['events_per_cpu_s']:,.0f} events/CPU-s, {m['max_rss_mib']:,.0f} MiB"
+        )
+        m.pop("stdout")
+        results.append(m)
+    shutil.rmtree(work / "ingest-warehouse", ignore_errors=True)
+    return {
+        "events": count,
+        "gzip_bytes": size,
+        "runs": results,
+        "median_events_per_s": statistics.median(r["events_per_s"] for r in results),
+        "median_events_per_cpu_s": statistics.median(r["events_per_cpu_s"] for r in results),
+        "max_rss_mib": max(r["max_rss_mib"] for r in results),
+    }
+
+
+# --- 2. paper-shaped warehouse -----------------------------------------------------------
+
+
+def make_warehouse(path: Path, n_messages: int, seed: int = 11) -> None:
+    """The warehouse's tables, written as Parquet with the paper's distributions."""
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    # Source addresses: each belongs to one AS and country, drawn with the paper's email
+    # shares, so emails (uniform over addresses) follow them too.
+    labels: list[tuple[int | None, str, str, str]] = []  # asn, name, as_country, country
+    weights: list[float] = []
+    for asn, name, cc, pct in ASES:
+        labels.append((asn, name, cc, cc))
+        weights.append(pct)
+    for cc, pct in COUNTRIES:  # the country's emails not in its listed ASes
+        rest = pct - sum(p for _, _, c, p in ASES if c == cc)
+        for k in range(40):
+            labels.append((64512 + len(labels), f"{cc}-NET-{k}", cc, cc))
+            weights.append(rest / 40)
+    others = 100 - sum(p for _, p in COUNTRIES)
+    for k in range(2_956):  # 3,006 ASes in all, in 165 countries
+        cc = f"{chr(65 + (k % 155) // 26)}{chr(65 + k % 26)}"
+        labels.append((100_000 + k, f"AS-{k}", cc, cc))
+        weights.append(others / 2_956)
+    p = np.array(weights) / sum(weights)
+    ip_label = rng.choice(len(labels), size=N_IPS, p=p)
+    ip_ints = rng.choice(2**32 - 2**24, size=N_IPS, replace=False) + 2**24
+    ips = pa.table(
+        {
+            "ip_id": np.arange(N_IPS),
+            "src_ip": [f"{i >> 24}.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}" for i in ip_ints],
+            "asn": [labels[k][0] for k in ip_label],
+            "as_name": [labels[k][1] for k in ip_label],
+            "as_country": [labels[k][2] for k in ip_label],
+            "country": [labels[k][3] for k in ip_label],
+        }
+    )
+    port_cum = np.cumsum([w for _, _, w in PORTS]) / sum(w for _, _, w in PORTS)
+    ports = pa.table(
+        {
+            "k": np.arange(len(PORTS)),
+            "upper": port_cum,
+            "dst_port": [p for p, _, _ in PORTS],
+            "via": [v for _, v, _ in PORTS],
+        }
+    )
+    total = sum(n for _, _, n in OUTCOMES)
+    out_cum = np.cumsum([n for _, _, n in OUTCOMES]) / total
+    outcomes = pa.table(
+        {
+            "upper": out_cum,
+            "protocol": [p for p, _, _ in OUTCOMES],
+            "outcome": [o for _, o, _ in OUTCOMES],
+        }
+    )
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = false")
+    con.execute("SET memory_limit = '4GB'")
+    con.register("ips_a", ips)
+    con.register("ports_a", ports)
+    con.register("outcomes_a", outcomes)
+    con.execute("CREATE TABLE ips AS SELECT * FROM ips_a")
+    con.execute("CREATE TABLE ports AS SELECT * FROM ports_a")
+    con.execute("CREATE TABLE outcomes AS SELECT * FROM outcomes_a")
+    geo = "country+as_name: bench (paper-shaped); asn+as_country: bench"
+    # u(i, salt): a uniform number in [0, 1) from a hash, so the data is the same every run.
+    u = "((hash(i * 7919 + {salt}) % 1000000007) / 1000000007.0)"
+    con.execute(
+        f"""
+        COPY (
+            WITH m AS (
+                SELECT i,
+                    CAST(floor({u.format(salt=1)} * {N_IPS}) AS BIGINT) AS ip_id,
+                    {u.format(salt=2)} AS up,
+                    CAST(floor({u.format(salt=3)} * {N_DAYS}) AS INTEGER) AS d,
+                    CAST(floor({u.format(salt=4)} * 86400) AS INTEGER) AS sec,
+                    CAST(floor({u.format(salt=5)} * {N_SENSORS}) AS INTEGER) AS s,
+                    {u.format(salt=6)} AS ur
+                FROM range({n_messages}) AS t(i)
+            )
+            SELECT
+                TIMESTAMP '2006-06-10' + to_days(d) + to_seconds(sec) AS ts,
+                printf('br-%02d', s + 1) AS sensor,
+                printf('br-%02d', s + 1) AS raw_sensor,
+                printf('%012x', i) AS session,
+                ips.src_ip, 40000 AS src_port, '192.0.2.10' AS dst_ip,
+                p.dst_port, CAST(NULL AS VARCHAR) AS proxied_by, p.via,
+                CASE WHEN p.via = 'smtp' THEN NULL ELSE 'mx.victim.example' END AS target_host,
+                CASE WHEN p.via = 'smtp' THEN NULL ELSE 25 END AS target_port,
+                'pc.example' AS helo, 'x@sender.example' AS mail_from,
+                CAST(NULL AS VARCHAR[]) AS rcpt_to,
+                CAST(1 + floor(ur * 16.32) AS INTEGER) AS rcpt_count,
+                3000 AS size, 'ab' AS sha256, printf('%010X', i) AS queue_id,
+                'x.eml.gz' AS file,
+                ips.country, ips.asn, ips.as_name, ips.as_country, '{geo}' AS geo_source,
+                CAST(DATE '2006-06-10' + to_days(d) AS DATE) AS day
+            FROM m
+            JOIN ips USING (ip_id)
+            ASOF JOIN ports AS p ON m.up <= p.upper
+        ) TO '{path / "messages"}' (FORMAT parquet, PARTITION_BY (day), COMPRESSION zstd)
+        """
+    )
+    n_proxy = int(n_messages * PROXY_PER_EMAIL)
+    con.execute(
+        f"""
+        COPY (
+            WITH r AS (
+                SELECT i,
+                    CAST(floor({u.format(salt=11)} * {N_IPS}) AS BIGINT) AS ip_id,
+                    {u.format(salt=12)} AS uo,
+                    CAST(floor({u.format(salt=13)} * {N_DAYS}) AS INTEGER) AS d,
+                    CAST(floor({u.format(salt=14)} * 86400) AS INTEGER) AS sec,
+                    CAST(floor({u.format(salt=15)} * {N_SENSORS}) AS INTEGER) AS s,
+                    CAST(floor({u.format(salt=16)} * 50) AS INTEGER) AS mx
+                FROM range({n_proxy}) AS t(i)
+            )
+            SELECT
+                TIMESTAMP '2006-06-10' + to_days(d) + to_seconds(sec) AS ts,
+                printf('br-%02d', s + 1) AS sensor, printf('br-%02d', s + 1) AS raw_sensor,
+                printf('%012x', i) AS session, ips.src_ip, 40000 AS src_port,
+                '192.0.2.10' AS dst_ip,
+                CASE WHEN o.protocol = 'http' THEN 8080 ELSE 1080 END AS dst_port,
+                CAST(NULL AS VARCHAR) AS proxied_by, o.protocol, CAST(NULL AS VARCHAR) AS version,
+                CASE WHEN o.outcome = 'get' THEN 'GET' ELSE 'CONNECT' END AS method,
+                CASE WHEN o.outcome = 'error' THEN NULL ELSE printf('mx%d.victim.example', mx)
+                END AS target_host,
+                CASE WHEN o.outcome = 'smtp' THEN 25 WHEN o.outcome = 'error' THEN NULL
+                     ELSE 80 END AS target_port,
+                o.outcome, CAST(NULL AS VARCHAR) AS auth_method,
+                CAST(NULL AS VARCHAR) AS auth_username, CAST(NULL AS VARCHAR) AS auth_password,
+                CAST(NULL AS VARCHAR) AS error,
+                ips.country, ips.asn, ips.as_name, ips.as_country, '{geo}' AS geo_source,
+                CAST(DATE '2006-06-10' + to_days(d) AS DATE) AS day
+            FROM r
+            JOIN ips USING (ip_id)
+            ASOF JOIN outcomes AS o ON r.uo <= o.upper
+        ) TO '{path / "proxy_requests"}' (FORMAT parquet, PARTITION_BY (day), COMPRESSION zstd)
+        """
+    )
+    domains = ["hotmail.com", "yahoo.com", "aol.com", "gmail.com", "msn.com", "uol.com.br"]
+    con.execute(
+        f"""
+        COPY (
+            SELECT printf('br-%02d', s + 1) AS sensor, dom AS domain,
+                CAST({n_messages} * 9.16 / {N_DAYS * N_SENSORS * len(domains)} AS BIGINT)
+                    AS recipients,
+                CAST(DATE '2006-06-10' + to_days(d) AS DATE) AS day
+            FROM range({N_DAYS}) AS a(d), range({N_SENSORS}) AS b(s),
+                 unnest({domains!r}) AS c(dom)
+        ) TO '{path / "recipient_domains"}' (FORMAT parquet, PARTITION_BY (day))
+        """
+    )
+    con.close()
+
+
+def ensure_warehouse(work: Path, millions: int) -> Path:
+    path = work / f"warehouse-{millions}M"
+    marker = path / "COMPLETE"
+    if not marker.exists():
+        log(f"generating a paper-shaped warehouse of {millions} million emails ...")
+        started = time.perf_counter()
+        make_warehouse(path, millions * 1_000_000)
+        marker.write_text("ok")
+        log(f"  done in {time.perf_counter() - started:.0f} s")
+    return path
+
+
+def write_inventory(work: Path) -> Path:
+    path = work / "inventory.toml"
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    entries = []
+    for s in range(N_SENSORS):
+        tag = "residential" if s < 7 else "business"
+        entries.append(
+            f'[[sensor]]\nname = "br-{s + 1:02d}"\nhost = "h{s}.example"\nkey = "k"\n'
+            f'host_key = "{key}"\ntags = ["{tag}"]\n'
+        )
+    path.write_text("\n".join(entries))
+    return path
+
+
+def bench_report(work: Path, sizes: list[int], runs: int) -> dict:
+    inventory = write_inventory(work)
+    out: dict = {"sizes": {}}
+    for millions in sizes:
+        warehouse = ensure_warehouse(work, millions)
+        disk = sum(p.stat().st_size for p in warehouse.rglob("*.parquet"))
+        results = []
+        for i in range(runs):
+            m = run_measured(
+                spampot(
+                    "report",
+                    "--warehouse",
+                    str(warehouse),
+                    "--inventory",
+                    str(inventory),
+                    "--campaign-sample",
+                    "0",
+                    "--quiet",
+                    "--out",
+                    str(work / "report-out"),
+                )
+            )
+            m.pop("stdout")
+            log(
+                f"report {millions}M run {i + 1}: {m['wall_s']:.1f} s,"
+                f" {m['max_rss_mib']:,.0f} MiB peak RSS"
+            )
+            results.append(m)
+        tables = {}
+        for name in ("pandas", "duckdb"):
+            m = run_measured([sys.executable, __file__, f"_tables23_{name}", str(warehouse)])
+            tables[name] = {**json.loads(m.pop("stdout")), **m}
+            log(f"tables 2-3 {millions}M {name}: {m['wall_s']:.1f} s, {m['max_rss_mib']:,.0f} MiB")
+        out["sizes"][millions] = {
+            "parquet_bytes": disk,
+            "runs": results,
+            "median_s": statistics.median(r["wall_s"] for r in results),
+            "max_rss_mib": max(r["max_rss_mib"] for r in results),
+            "tables23": tables,
+            "pandas_over_duckdb": tables["pandas"]["wall_s"] / tables["duckdb"]["wall_s"],
+        }
+    xs = [m * 1e6 for m in sizes]
+    ys = [out["sizes"][m]["median_s"] for m in sizes]
+    if len(xs) >= 2:
+        mean_x, mean_y = statistics.mean(xs), statistics.mean(ys)
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum(
+            (x - mean_x) ** 2 for x in xs
+        )
+        out["seconds_per_million"] = slope * 1e6
+        out["fixed_s"] = mean_y - slope * mean_x
+        out["extrapolated_525M_s"] = out["fixed_s"] + slope * 524_585_779
+    return out
+
+
+# --- 3. the baseline (run in a fresh process each) ---------------------------------------
+
+
+def tables23_pandas(warehouse: Path) -> dict:
+    import pandas as pd
+
+    df = pd.read_parquet(
+        warehouse / "messages", columns=["day", "src_ip", "country", "asn", "as_name", "rcpt_count"]
+    )
+    days = df["day"].astype("string")  # the partition directory's value
+    first, last = days.min(), days.max()
+    ases = df["asn"].astype("string").fillna("name:" + df["as_name"].astype("string"))
+    general = {
+        "first": str(first),
+        "last": str(last),
+        "emails": len(df),
+        "recipients": int(df["rcpt_count"].sum()),
+        "ips": int(df["src_ip"].nunique()),
+        "ases": int(ases.nunique()),
+        "countries": int(df["country"].nunique()),
+    }
+    top = df["country"].value_counts().head(10)
+    return {"general": general, "top": {str(k): int(v) for k, v in top.items()}}
+
+
+def tables23_duckdb(warehouse: Path) -> dict:
+    from spampot.analysis.filters import ReportFilter
+    from spampot.analysis.report import countries_table, general_table
+    from spampot.analysis.sql import render_sql
+    from spampot.analysis.warehouse import open_warehouse
+
+    con = open_warehouse(warehouse, ReportFilter(), {})
+    general = general_table(con.execute(render_sql("report_general")).fetchone(), 0)
+    top = countries_table(con.execute(render_sql("report_country_by_day")).fetchall(), 10)
+    con.close()
+    stats = dict(general.rows)
+    return {
+        "general": {
+            "emails": stats["Total emails collected"],
+            "ips": stats["Unique IPs sending spam"],
+        },
+        "top": {r[1]: r[2] for r in top.rows},
+    }
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1].startswith("_tables23_"):
+        fn = tables23_pandas if sys.argv[1] == "_tables23_pandas" else tables23_duckdb
+        print(json.dumps(fn(Path(sys.argv[2]))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("/var/tmp/spampot-analysis-bench"))
+    parser.add_argument("--ingest-events", type=int, default=3_000_000)
+    parser.add_argument("--sizes", default="5,20,50", help="report sizes, millions of emails")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--skip-report", action="store_true")
+    parser.add_argument("--json-out", type=Path)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    result: dict = {"cores": os.cpu_count(), "loadavg_start": os.getloadavg()}
+    if not args.skip_ingest:
+        result["ingest"] = bench_ingest(args.work, args.ingest_events, args.runs)
+    if not args.skip_report:
+        sizes = [int(s) for s in args.sizes.split(",") if s]
+        result["report"] = bench_report(args.work, sizes, args.runs)
+    result["loadavg_end"] = os.getloadavg()
+    text = json.dumps(result, indent=1)
+    if args.json_out:
+        args.json_out.write_text(text + "\n")
+    else:
+        print(text)
+    summary = []
+    if "ingest" in result:
+        i = result["ingest"]
+        summary.append(
+            f"ingest {i['median_events_per_s']:,.0f} events/s"
+            f" ({i['median_events_per_cpu_s']:,.0f}/CPU-s, {i['max_rss_mib']:,.0f} MiB)"
+        )
+    if "report" in result:
+        r = result["report"]
+        for m, s in r["sizes"].items():
+            summary.append(
+                f"report {m}M {s['median_s']:.1f} s {s['max_rss_mib']:,.0f} MiB"
+                f" (pandas/duckdb tables 2-3: {s['pandas_over_duckdb']:.1f}x)"
+            )
+        if "extrapolated_525M_s" in r:
+            summary.append(f"525M extrapolated {r['extrapolated_525M_s']:.0f} s")
+    log("; ".join(summary))
+
+
+if __name__ == "__main__":
+    main()
