@@ -8,6 +8,7 @@ asked for, and ``sensor_tags`` (sensor, tag) from the inventory. On Spark the sa
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def open_warehouse(
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET memory_limit = ?", [memory_limit])
+    # Spill (rare: aggregates here are small) to the temp dir, not to .tmp/ wherever we run.
+    con.execute("SET temp_directory = ?", [str(Path(tempfile.gettempdir()) / "spampot-report")])
     # Empty, typed stand-ins so that a table with no files yet has its columns all the same.
     columns = ", ".join(f'"{name}" {kind}' for name, kind in EVENT_COLUMNS.items())
     con.execute(f"CREATE TEMP TABLE batch_events ({columns}, ts TIMESTAMP, raw_sensor VARCHAR)")
