@@ -145,8 +145,8 @@ def test_sensor_name_from_events_and_dir(tmp_path):
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(junk=st.lists(st.binary(max_size=300), max_size=6))
-def test_arbitrary_lines_never_stop_ingest(tmp_path, junk):
+@given(junk=st.lists(st.binary(max_size=300), max_size=6), small=st.booleans())
+def test_arbitrary_lines_never_stop_ingest(tmp_path, junk, small):
     root = tmp_path / "fuzz"
     shutil.rmtree(root, ignore_errors=True)
     data = SensorData(root / "raw", "s1")
@@ -156,7 +156,29 @@ def test_arbitrary_lines_never_stop_ingest(tmp_path, junk):
     events.mkdir(parents=True)
     lines = [*junk, good]
     (events / "s1-20260302T10.jsonl.gz").write_bytes(gzip.compress(b"\n".join(lines)))
-    result = ingest(cfg(root), NO_GEO)
+    result = ingest(cfg(root, small_file_bytes=1 << 40 if small else 0), NO_GEO)
     assert result.failed == [] or result.rows["messages"] == 0
     if not result.failed:
         assert result.rows["messages"] == 1  # the good line, whatever came before it
+
+
+def test_both_readers_give_the_same_rows(tmp_path):
+    build_known(tmp_path / "raw")
+    tables = {}
+    for name, threshold in (("large", 0), ("small", 1 << 40)):
+        warehouse = tmp_path / name
+        config = IngestConfig(tmp_path / "raw", warehouse, threads=2, small_file_bytes=threshold)
+        ingest(config, NO_GEO)
+        with duckdb.connect() as con:
+            tables[name] = {
+                table: sorted(
+                    con.execute(
+                        "SELECT * EXCLUDE (day) FROM"
+                        f" read_parquet('{warehouse}/{table}/*/*.parquet')"
+                    ).fetchall(),
+                    key=repr,
+                )
+                for table in ("messages", "proxy_requests", "sessions", "smtp_events")
+            }
+    assert tables["large"] == tables["small"]
+    assert len(tables["small"]["messages"]) == 12
