@@ -27,48 +27,54 @@ def free_udp_port() -> int:
 class ChronyServer:
     def __init__(self, directory: Path, chronyd: str, faketime: str | None, offset: float) -> None:
         self.directory = directory
-        self.port = free_udp_port()
         directory.mkdir(parents=True, exist_ok=True)
-        conf = directory / "chrony.conf"
-        conf.write_text(
-            f"port {self.port}\n"
-            "bindaddress 127.0.0.1\n"
-            "allow 127.0.0.1\n"
-            "local stratum 8\n"
-            "cmdport 0\n"
-            "bindcmdaddress /\n"
-            f"pidfile {directory / 'chronyd.pid'}\n"
-        )
-        args = [chronyd, "-x", "-d", "-u", "root", "-f", str(conf)]
+        args = [chronyd, "-x", "-d", "-u", "root", "-f", str(directory / "chrony.conf")]
         if offset:
             assert faketime is not None
             args = [faketime, "-f", f"{offset:+g}s", *args]
-        self.log = open(directory / "chronyd.log", "wb")  # noqa: SIM115 - kept for the child
-        # A session of its own: faketime runs chronyd as a child, so stop the whole group.
-        self.proc = subprocess.Popen(
-            args, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, start_new_session=True
+        # The free port is chosen, then bound by chronyd: another process may take it between
+        # the two, so a start that does not answer is tried again on another port.
+        for attempt in range(3):
+            self.port = free_udp_port()
+            (directory / "chrony.conf").write_text(
+                f"port {self.port}\n"
+                "bindaddress 127.0.0.1\n"
+                "allow 127.0.0.1\n"
+                "local stratum 8\n"
+                "cmdport 0\n"
+                "bindcmdaddress /\n"
+                f"pidfile {directory / 'chronyd.pid'}\n"
+            )
+            self.log = open(directory / f"chronyd-{attempt}.log", "wb")  # noqa: SIM115
+            # A session of its own: faketime runs chronyd as a child, so stop the whole group.
+            self.proc = subprocess.Popen(
+                args,
+                stdout=self.log,
+                stderr=self.log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            if self._ready():
+                return
+            self.stop()
+        raise RuntimeError(
+            "chronyd did not answer: " + (directory / "chronyd-2.log").read_text()[-2000:]
         )
-        self._wait_ready()
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _wait_ready(self, timeout: float = 10.0) -> None:
+    def _ready(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
         client = ntplib.NTPClient()
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 client.request("127.0.0.1", version=4, port=self.port, timeout=0.3)
-                return
+                return True
             except (ntplib.NTPException, OSError):
                 time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(
-            "chronyd did not answer: " + (self.directory / "chronyd.log").read_text()[-2000:]
-        )
+        return False
 
     def stop(self) -> None:
         if self.proc.poll() is None:

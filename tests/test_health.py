@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pytest
 import socks
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import free_port, need_tool
 from spampot.config import load_config
 from spampot.sensor import health, metrics
+from spampot.sensor.exporter import families
 from spampot.sensor.health import clock, health_report
 
 ROOT = Path(__file__).parent.parent
@@ -319,3 +322,88 @@ def test_spool_backlog_is_bounded(tmp_path):
         "bytes": 0,
         "truncated": False,
     }
+
+
+def test_the_daemons_own_records_are_valid(sensor_factory):
+    sensor = sensor_factory(FAST)
+    send_mail(sensor.smtp_port, 1)
+    socks5_smtp(sensor.ports["socks"])
+    config = load_config(sensor.config_path)
+    assert wait_for(lambda: health_report(config, live=False)["traffic"]["totals"]["messages"])
+    raw = json.loads((sensor.data_dir / "state" / "worker-0.json").read_text())
+    assert metrics.valid_worker_state(raw)
+    assert raw["interface"]["samples"] and raw["history"]
+
+
+STATE_KEYS = [
+    *("counters", "sessions", "messages", "proxy_requests", "protocol", "outcome", "count"),
+    *("rejects", "history", "interface", "name", "samples", "last_message", "started"),
+    *("updated", "pid", "worker", "bytes_in"),
+]
+state_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(st.sampled_from(STATE_KEYS), children, max_size=8)
+    ),
+    max_leaves=40,
+)
+VALID_STATE = {
+    "pid": 10,
+    "worker": 0,
+    "started": 1.7e9,
+    "updated": 1.7e9 + 60,
+    "counters": {
+        "sessions": 3,
+        "messages": 2,
+        "bytes_in": 100,
+        "bytes_out": 50,
+        "proxy_requests": [{"protocol": "socks5", "outcome": "smtp", "count": 1}],
+        "rejects": {"size": 1},
+    },
+    "last_message": 1.7e9 + 30,
+    "history": [[1.7e9, 0], [1.7e9 + 60, 2]],
+    "interface": {"name": "lo", "samples": [[1.7e9, 1, 1, 1, 1], [1.7e9 + 60, 9, 9, 9, 9]]},
+}
+
+
+def read_state(tmp_path: Path, state: object) -> dict:
+    (tmp_path / "state").mkdir(exist_ok=True)
+    (tmp_path / "state" / "worker-0.json").write_text(json.dumps(state))
+    path = tmp_path / "c.toml"
+    path.write_text(f'[sensor]\ndata_dir = "{tmp_path}"\n[health]\ninterface = "lo"\n')
+    report = health_report(load_config(path), live=False)
+    list(families(report))  # and the metrics built from it
+    return report
+
+
+def test_a_valid_worker_file_counts(tmp_path):
+    report = read_state(tmp_path, VALID_STATE)
+    assert report["traffic"]["totals"]["proxy_requests"] == {"socks5/smtp": 1}
+
+
+FUZZ = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@FUZZ
+@given(state=state_values)
+def test_any_worker_file_is_read_without_a_traceback(tmp_path, state):
+    read_state(tmp_path, state)
+
+
+@FUZZ
+@given(data=st.data())
+def test_a_worker_file_with_one_bad_value_is_skipped(tmp_path, data):
+    state = json.loads(json.dumps(VALID_STATE))
+    node = state
+    while isinstance(node, dict | list) and node:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        key = data.draw(st.sampled_from(keys))
+        if not isinstance(node[key], dict | list) or data.draw(st.booleans()):
+            node[key] = data.draw(state_values)
+            break
+        node = node[key]
+    report = read_state(tmp_path, state)
+    assert report["traffic"]["totals"]["messages"] in (0, 2)

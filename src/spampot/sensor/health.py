@@ -213,8 +213,8 @@ def clock(config: Config) -> dict[str, Any]:
 
 
 def pid_alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**22:
+        return False  # Linux's pid_max is at most 2^22 (proc(5))
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

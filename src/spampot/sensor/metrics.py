@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -168,16 +169,80 @@ def remove_pid_file(path: Path) -> None:
 
 
 def read_worker_files(data_dir: Path) -> list[dict[str, Any]]:
-    """Every worker's last written state (unreadable or half-known files are skipped)."""
+    """Every worker's last written state; unreadable or malformed files are skipped."""
     states = []
     for path in sorted(state_dir(data_dir).glob(f"{WORKER_FILE_PREFIX}*.json")):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and isinstance(data.get("counters"), dict):
+        if valid_worker_state(data):
             states.append(data)
     return states
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _time(value: object) -> bool:
+    # Seconds since the epoch that datetime can show (up to the year 9999).
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value < 253_402_300_000
+    )
+
+
+def valid_worker_state(data: object) -> bool:
+    """Whether a worker file holds what readers use, with the types they expect.
+
+    The daemon writes these files whole, but a reader must not fail on one edited by hand or
+    left by another version: one bad file is skipped, the others still count.
+    """
+    if not isinstance(data, dict):
+        return False
+    c = data.get("counters")
+    if not isinstance(c, dict):
+        return False
+    if not all(_count(c.get(k, 0)) for k in ("sessions", "messages", "bytes_in", "bytes_out")):
+        return False
+    requests = c.get("proxy_requests", [])
+    if not isinstance(requests, list) or not all(
+        isinstance(e, dict)
+        and isinstance(e.get("protocol"), str)
+        and isinstance(e.get("outcome"), str)
+        and _count(e.get("count"))
+        for e in requests
+    ):
+        return False
+    rejects = c.get("rejects", {})
+    if not isinstance(rejects, dict) or not all(_count(n) for n in rejects.values()):
+        return False
+    if not all(_time(data.get(k, 0)) for k in ("started", "updated")):
+        return False
+    if not all(_count(data.get(k, 0)) for k in ("pid", "worker")):
+        return False
+    if data.get("last_message") is not None and not _time(data["last_message"]):
+        return False
+    history = data.get("history", [])
+    if not isinstance(history, list) or not all(
+        isinstance(h, list) and len(h) == 2 and _time(h[0]) and _count(h[1]) for h in history
+    ):
+        return False
+    iface = data.get("interface")
+    if iface is None:
+        return True
+    return (
+        isinstance(iface, dict)
+        and isinstance(iface.get("name"), str)
+        and isinstance(iface.get("samples"), list)
+        and all(
+            isinstance(x, list) and len(x) == 5 and _time(x[0]) and all(_count(v) for v in x[1:])
+            for x in iface["samples"]
+        )
+    )
 
 
 class StateRecorder:
