@@ -29,6 +29,7 @@ NUM_PERM = 64
 SHINGLE_WORDS = 4
 MAX_MESSAGE_BYTES = 256 * 1024  # read at most this much of each message
 MAX_TEXT_CHARS = 20_000  # and shingle at most this much of its text
+CANDIDATES = 20  # emails drawn per email wanted in the sample, for when files are missing
 
 _URL = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
 _DIGITS = re.compile(r"\d+")
@@ -141,10 +142,16 @@ def campaigns_table(
     if raw_dir is None:
         table.notes.append("Not computed: no raw/ directory given to read the messages from.")
         return table
-    rows = con.execute(render_sql("campaign_sample", sample=int(sample), seed=int(seed)))
+    # Some message files may be gone (kept only for a while, or a sample of bodies kept): draw
+    # more candidates than needed and read until the sample is full.
+    rows = con.execute(
+        render_sql("campaign_sample", sample=int(sample) * CANDIDATES, seed=int(seed))
+    )
     sampled: list[Sampled] = []
     missing = 0
     for raw_sensor, sensor, file, ts, src_ip, country, _sha in rows.fetchall():
+        if len(sampled) >= sample:
+            break
         if not raw_sensor or not file or ".." in Path(file).parts:
             missing += 1
             continue
@@ -188,5 +195,7 @@ def campaigns_table(
         f" is about {threshold} or more (MinHash, {NUM_PERM} permutations, LSH)."
     )
     if missing:
-        table.notes.append(f"{missing:,} sampled emails had no readable message file.")
+        table.notes.append(
+            f"{missing:,} emails drawn had no readable message file and were passed over."
+        )
     return table
