@@ -427,7 +427,7 @@ def write_inventory(work: Path) -> Path:
     return path
 
 
-def bench_report(work: Path, sizes: list[int], runs: int) -> dict:
+def bench_report(work: Path, sizes: list[int], runs: int, skip_baseline: bool = False) -> dict:
     inventory = write_inventory(work)
     out: dict = {"sizes": {}}
     for millions in sizes:
@@ -456,7 +456,7 @@ def bench_report(work: Path, sizes: list[int], runs: int) -> dict:
             )
             results.append(m)
         tables: dict[str, dict] = {}
-        for name in ("pandas", "duckdb"):
+        for name in () if skip_baseline else ("pandas", "duckdb"):
             measured = []
             for _ in range(runs):
                 m = run_measured([sys.executable, __file__, f"_tables23_{name}", str(warehouse)])
@@ -472,7 +472,7 @@ def bench_report(work: Path, sizes: list[int], runs: int) -> dict:
                 "wall_s": statistics.median(r["wall_s"] for r in measured),
                 "max_rss_mib": max(r["max_rss_mib"] for r in measured),
             }
-        if tables["pandas"]["answer"]["top"] != tables["duckdb"]["answer"]["top"]:
+        if tables and tables["pandas"]["answer"]["top"] != tables["duckdb"]["answer"]["top"]:
             raise SystemExit("pandas and DuckDB disagree on Table 3")
         out["sizes"][millions] = {
             "parquet_bytes": disk,
@@ -480,7 +480,9 @@ def bench_report(work: Path, sizes: list[int], runs: int) -> dict:
             "median_s": statistics.median(r["wall_s"] for r in results),
             "max_rss_mib": max(r["max_rss_mib"] for r in results),
             "tables23": tables,
-            "pandas_over_duckdb": tables["pandas"]["wall_s"] / tables["duckdb"]["wall_s"],
+            "pandas_over_duckdb": tables["pandas"]["wall_s"] / tables["duckdb"]["wall_s"]
+            if tables
+            else None,
         }
     xs = [m * 1e6 for m in sizes]
     ys = [out["sizes"][m]["median_s"] for m in sizes]
@@ -559,6 +561,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-report", action="store_true")
+    parser.add_argument("--skip-baseline", action="store_true", help="no pandas comparison")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -567,7 +570,7 @@ def main() -> None:
         result["ingest"] = bench_ingest(args.work, args.ingest_events, args.runs)
     if not args.skip_report:
         sizes = [int(s) for s in args.sizes.split(",") if s]
-        result["report"] = bench_report(args.work, sizes, args.runs)
+        result["report"] = bench_report(args.work, sizes, args.runs, args.skip_baseline)
     result["loadavg_end"] = os.getloadavg()
     text = json.dumps(result, indent=1)
     if args.json_out:
@@ -584,9 +587,10 @@ def main() -> None:
     if "report" in result:
         r = result["report"]
         for m, s in r["sizes"].items():
+            ratio = s["pandas_over_duckdb"]
             summary.append(
                 f"report {m}M {s['median_s']:.1f} s {s['max_rss_mib']:,.0f} MiB"
-                f" (pandas/duckdb tables 2-3: {s['pandas_over_duckdb']:.1f}x)"
+                + (f" (pandas/duckdb tables 2-3: {ratio:.1f}x)" if ratio else "")
             )
         if "extrapolated_525M_s" in r:
             summary.append(f"525M extrapolated {r['extrapolated_525M_s']:.0f} s")

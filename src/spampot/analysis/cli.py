@@ -115,6 +115,8 @@ def ingest(
     warehouse = warehouse or (inv.central.data_dir / "warehouse" if inv else None)
     if raw_dir is None or warehouse is None:
         raise click.UsageError("give --inventory, or --raw and --warehouse")
+    if not raw_dir.is_dir():
+        raise click.ClickException(f"{raw_dir} does not exist (nothing collected yet?)")
     try:
         enricher = build_enricher(
             country_mmdb=country_mmdb,

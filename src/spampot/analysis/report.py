@@ -369,7 +369,7 @@ def tags_table(
     for _day, sensor, n, _r in sensor_day:
         emails[sensor] += n
         days[sensor] += 1
-    requests = {s: int(n) for s, n, _src in proxy_sensors}
+    requests = {s: int(n) for s, n in proxy_sensors}
     seen = set(emails) | set(requests)
     groups: dict[str, set[str]] = defaultdict(set)
     for sensor in seen:

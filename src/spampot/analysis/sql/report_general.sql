@@ -1,5 +1,5 @@
 -- Table 2, general statistics: the counts over every email (smtp.message) in the range.
--- Distinct ASes count AS numbers, or AS names where the database gave no number.
+-- Distinct ASes count AS numbers, plus AS names where the database gave no number.
 SELECT
     MIN(day) AS first_day,
     MAX(day) AS last_day,
@@ -7,10 +7,8 @@ SELECT
     COUNT(*) AS emails,
     SUM(rcpt_count) AS recipients,
     COUNT(DISTINCT src_ip) AS unique_ips,
-    COUNT(DISTINCT CASE
-        WHEN asn IS NOT NULL THEN CAST(asn AS STRING)
-        WHEN as_name IS NOT NULL THEN CONCAT('name:', as_name)
-    END) AS unique_ases,
+    COUNT(DISTINCT asn)
+        + COUNT(DISTINCT CASE WHEN asn IS NULL THEN as_name END) AS unique_ases,
     COUNT(DISTINCT country) AS unique_countries,
     COUNT(asn) AS emails_with_asn,
     COUNT(as_name) AS emails_with_as_name,

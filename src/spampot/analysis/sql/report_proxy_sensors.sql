@@ -1,4 +1,4 @@
 -- Proxy requests per sensor (for the residential vs business comparison).
-SELECT sensor, COUNT(*) AS requests, COUNT(DISTINCT src_ip) AS sources
+SELECT sensor, COUNT(*) AS requests
 FROM proxy_requests
 GROUP BY sensor
