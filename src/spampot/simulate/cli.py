@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
 import time
@@ -131,3 +132,117 @@ def origins(profile_path: Path | None, fmt: str) -> None:
         for o in profile.origins
     ]
     click.echo(json.dumps(rows, indent=1))
+
+
+@simulate.command()
+@_PROFILE
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The sensor's address; only loopback addresses are accepted.",
+)
+@click.option(
+    "--config",
+    "sensor_config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The sensor's configuration: its ports and whether it trusts PROXY headers.",
+)
+@click.option("--smtp-port", type=click.IntRange(1, 65535), multiple=True)
+@click.option("--http-port", type=click.IntRange(1, 65535), multiple=True)
+@click.option("--socks-port", type=click.IntRange(1, 65535), multiple=True)
+@click.option("--sessions", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Stop starting sessions after this many seconds.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.01),
+    default=50.0,
+    show_default=True,
+    help="Sessions started per second, at most.",
+)
+@click.option("--concurrency", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+@click.option(
+    "--proxy-protocol",
+    type=click.Choice(["off", "v1", "v2", "mixed"]),
+    help="Present sources with PROXY headers (default: mixed if --config says the "
+    "sensor trusts them, else off).",
+)
+@click.option("--seed", type=int)
+def live(
+    profile_path: Path | None,
+    host: str,
+    sensor_config: Path | None,
+    smtp_port: tuple[int, ...],
+    http_port: tuple[int, ...],
+    socks_port: tuple[int, ...],
+    sessions: int,
+    duration: float,
+    rate: float,
+    concurrency: int,
+    timeout: float,
+    proxy_protocol: str | None,
+    seed: int | None,
+) -> None:
+    """Drive a running sensor over loopback; print the counts of what it acknowledged (JSON)."""
+    import asyncio
+
+    from spampot.simulate.live import (
+        LiveError,
+        LiveOptions,
+        Targets,
+        plan_sessions,
+        require_loopback,
+        run_live,
+        summarise,
+    )
+
+    profile = _profile(profile_path, seed=seed)
+    smtp, http, socks = smtp_port, http_port, socks_port
+    if sensor_config is not None:
+        from spampot.config import ConfigError, load_config
+
+        try:
+            config = load_config(sensor_config)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
+        smtp = smtp or config.ports.smtp
+        if config.ports.proxies:
+            http = http or config.ports.http
+            socks = socks or tuple(p for p in config.ports.socks if p not in http)
+        if proxy_protocol is None:
+            trusted = config.trusted_proxies
+            ok = any(ipaddress.ip_address(host) in net for net in trusted if _same(host, net))
+            proxy_protocol = "mixed" if ok else "off"
+    try:
+        host = require_loopback(host)
+        opts = LiveOptions(
+            sessions=sessions,
+            duration=duration,
+            rate=rate,
+            concurrency=concurrency,
+            timeout=timeout,
+            proxy_protocol=proxy_protocol or "off",
+        )
+        targets = Targets(host, tuple(smtp), tuple(http), tuple(socks))
+        if not (smtp or http or socks):
+            raise LiveError("no port to talk to: give --config or --smtp/--http/--socks-port")
+        specs = plan_sessions(profile, targets, opts.proxy_protocol)
+        began = time.perf_counter()
+        results = asyncio.run(run_live(specs, targets, opts))
+    except LiveError as exc:
+        raise click.ClickException(str(exc)) from exc
+    counts = summarise(results)
+    counts["seconds"] = round(time.perf_counter() - began, 3)
+    counts["proxy_protocol"] = opts.proxy_protocol
+    click.echo(json.dumps(counts, indent=2))
+
+
+def _same(host: str, net: object) -> bool:
+    return ipaddress.ip_address(host).version == getattr(net, "version", 0)
