@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from spampot.central.inventory import load_inventory
 from spampot.cli import main
 from spampot.simulate.offline import OfflineOptions, simulate_offline
 from spampot.simulate.profile import (
@@ -94,6 +95,10 @@ def test_counts_are_what_the_files_hold(dataset) -> None:
     ranges = Ranges(origins_ip2asn(profile))
     sensors = sorted(p.name for p in (out / "raw").iterdir())
     assert sensors == sorted(s.name for s in profile.sensors)
+    inventory = load_inventory(out / "inventory.toml")
+    assert inventory.central.raw_dir == out / "raw"
+    assert {s.name: list(s.tags) for s in inventory.sensors} == counts["sensor_tags"]
+    assert not any(s.enabled for s in inventory.sensors)
     messages = recipients = 0
     requests: Counter[str] = Counter()
     countries: Counter[str] = Counter()

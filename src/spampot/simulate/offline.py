@@ -12,6 +12,7 @@ it. Workers split the sensors; each formats only its sensors' lines.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import ipaddress
@@ -469,7 +470,44 @@ def simulate_offline(profile: Profile, opts: OfflineOptions) -> dict[str, Any]:
         for s in profile.sensors:
             for d in ("tmp", "events"):
                 (opts.out / s.name / d).mkdir(parents=True, exist_ok=True)
+    else:
+        write_inventory(profile, opts.out / "inventory.toml")
     return counts.as_dict(profile, plan.ips)
+
+
+# A well-formed ed25519 public key line whose key is all zeros: it pins no real host.
+_NO_HOST_KEY = "ssh-ed25519 " + base64.b64encode(
+    b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(32)
+).decode("ascii")
+
+
+def write_inventory(profile: Profile, path: Path) -> None:
+    """A central inventory for the simulated fleet, so reports get the sensors' tags.
+
+    The data dir is the file's own directory (``raw/`` beside it). The sensors are disabled
+    and their hosts are under ``.invalid`` (RFC 2606): nothing will try to collect from them.
+    """
+    lines = [
+        "# The simulated fleet (spampot simulate offline): tags for spampot report.",
+        "[central]",
+        'data_dir = "."',
+        "",
+    ]
+    for s in profile.sensors:
+        tags = ", ".join(_js(t) for t in s.tags)
+        lines += [
+            "[[sensor]]",
+            f"name = {_js(s.name)}",
+            f"host = {_js(s.name + '.sim.invalid')}",
+            'key = "/dev/null"',
+            f"host_key = {_js(_NO_HOST_KEY)}",
+            f"tags = [{tags}]",
+            f"isp = {_js(s.isp)}",
+            "enabled = false",
+            "",
+        ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
 
 
 def _run_worker(plan: _Plan, opts: OfflineOptions, worker: int, jobs: int) -> Counts:

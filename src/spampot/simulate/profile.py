@@ -82,13 +82,19 @@ class SensorSpec:
     name: str
     tags: tuple[str, ...] = ()
     weight: float = 1.0
+    isp: str = ""
 
 
 def _default_sensors() -> tuple[SensorSpec, ...]:
     # The paper's 10 sensors, on broadband lines in Brazil; which were residential is not said,
     # so six residential and four business ones give the tag filters something to split.
     return tuple(
-        SensorSpec(f"br-{i:02d}", ("residential",) if i <= 6 else ("business",), 1.0 + 0.1 * i)
+        SensorSpec(
+            f"br-{i:02d}",
+            ("residential",) if i <= 6 else ("business",),
+            1.0 + 0.1 * i,
+            "residential broadband" if i <= 6 else "business line",
+        )
         for i in range(1, 11)
     )
 
