@@ -622,38 +622,38 @@ def _day(
         m_body = np.zeros(m_total, dtype=bool)
 
     # --- this worker's sessions, formatted ---------------------------------------------------
+    draws = _Draws(
+        s_port,
+        s_outcome,
+        s_nmsg,
+        s_origin,
+        s_ip,
+        s_start,
+        s_sport,
+        s_id,
+        s_version,
+        s_junk,
+        s_name,
+        s_auth,
+        s_target,
+        s_helo,
+        s_rtt,
+        first,
+        m_rcpts,
+        m_rcpt_end,
+        r_victim,
+        m_campaign,
+        m_variant,
+        m_qid,
+        m_time,
+        m_body,
+        r_victim.tolist(),
+        s_close,
+    )
     for si, out in outs.items():
         sel = np.flatnonzero(s_sensor == si)
         if sel.size == 0 and not out.carry:
             continue
-        draws = _Draws(
-            s_port,
-            s_outcome,
-            s_nmsg,
-            s_origin,
-            s_ip,
-            s_start,
-            s_sport,
-            s_id,
-            s_version,
-            s_junk,
-            s_name,
-            s_auth,
-            s_target,
-            s_helo,
-            s_rtt,
-            first,
-            m_rcpts,
-            m_rcpt_end,
-            r_victim,
-            m_campaign,
-            m_variant,
-            m_qid,
-            m_time,
-            m_body,
-            r_victim.tolist(),
-            s_close,
-        )
         lines = _format(plan, opts, out, si, sel, date, day0, draws, counts)
         _flush(out, out.carry + lines, day0 + 86400.0)
 
