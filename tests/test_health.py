@@ -152,6 +152,24 @@ def test_a_new_run_does_not_add_an_old_runs_workers(sensor_factory):
     assert not stale.exists()
 
 
+def test_the_last_capture_and_first_start_survive_restarts(sensor_factory):
+    sensor = sensor_factory(FAST)
+    send_mail(sensor.smtp_port, 1)
+    config = load_config(sensor.config_path)
+    assert wait_for(lambda: health_report(config, live=False)["traffic"]["last_message"])
+    first = health_report(config, live=False)["traffic"]
+    for _ in range(2):  # twice: what was carried is carried again
+        sensor.stop()
+        sensor.start()
+        assert wait_for(
+            lambda: health_report(config, live=False)["traffic"]["since"] != first["since"]
+        )
+        again = health_report(config, live=False)["traffic"]
+        assert again["totals"]["messages"] == 0  # counters are per run
+        assert again["last_message"] == first["last_message"]
+        assert again["first_start"] == first["since"] < again["since"]
+
+
 def test_listener_down_is_reported(sensor_factory):
     # A port bound without listen(): the sensor cannot take it, and connections are refused.
     blocker = socket.socket()
@@ -383,7 +401,7 @@ def test_a_valid_worker_file_counts(tmp_path):
 
 
 FUZZ = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 

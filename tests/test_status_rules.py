@@ -90,6 +90,14 @@ def test_silence_is_measured_on_the_sensors_clock():
     assert judge(late)["capture"] == State.WARN
 
 
+def test_a_restarting_daemon_does_not_hide_silence():
+    restarted = report(traffic__last_message=None, traffic__since="2027-01-15T07:59:00Z")
+    restarted["time"] = "2027-01-15T08:00:00Z"
+    assert judge(restarted)["capture"] == State.OK  # only the current run known: just started
+    restarted["traffic"]["first_start"] = "2027-01-14T08:00:00Z"
+    assert judge(restarted)["capture"] == State.WARN  # silent since the first run a day ago
+
+
 def test_reboot_against_the_previous_boot_time():
     boot = 1767225600.0  # 2026-01-01T00:00:00Z
     assert judge(report(), {"boot_time": boot + 30})["uptime"] == State.OK  # within tolerance

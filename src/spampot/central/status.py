@@ -280,7 +280,10 @@ def check_capture(report: dict, th: StatusSection, now: float) -> CheckResult:
     minutes = (window or 0) / 60
     text = f"{messages:.0f} email(s) in {minutes:.0f} min{rates}"
     last = parse_time(_path(report, "traffic", "last_message"))
-    since = parse_time(_path(report, "traffic", "since"))
+    # The first start of the daemon's runs when the report has it: a daemon that restarts
+    # again and again must not look freshly started.
+    traffic = _path(report, "traffic")
+    since = parse_time(traffic.get("first_start")) or parse_time(traffic.get("since"))
     quiet_from = last if last is not None else since
     if quiet_from is None:
         return CheckResult(State.UNKNOWN, "the sensor keeps no counters (daemon never ran?)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -338,8 +339,14 @@ def traffic(
         if lm is not None:
             last_message = lm if last_message is None else max(last_message, lm)
     started = [float(w["started"]) for w in workers if w.get("started")]
+    # Across restarts (state/previous-runs.json): the last capture, and the first start.
+    previous = state.previous_runs(config.data_dir)
+    if "last_message" in previous:
+        last_message = max(last_message or 0.0, previous["last_message"])
+    first_start = min([*started, previous.get("first_start", math.inf)])
     result: dict[str, Any] = {
         "since": rfc3339(min(started)) if started else None,
+        "first_start": rfc3339(first_start) if math.isfinite(first_start) else None,
         "totals": totals,
         "last_message": rfc3339(last_message),
         "window_s": round(now - window_start, 3) if window_start is not None else None,

@@ -30,6 +30,7 @@ MAX_SAMPLES = 2000  # history entries kept per worker file, whatever the interva
 WORKER_FILE_PREFIX = "worker-"
 PID_FILE = "sensor.pid"
 LAST_COLLECTION_FILE = "last-collection.json"
+PREVIOUS_RUNS_FILE = "previous-runs.json"
 
 
 def state_dir(data_dir: Path) -> Path:
@@ -147,12 +148,41 @@ def write_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def clear_worker_files(data_dir: Path) -> None:
-    """At start: a previous run with more workers must not add its counters to this one."""
+    """At start: a previous run with more workers must not add its counters to this one.
+
+    What the silence check needs is carried over first (:func:`carry_over`), so that a daemon
+    restarting again and again never looks like one that has just started.
+    """
     directory = state_dir(data_dir)
     directory.mkdir(parents=True, exist_ok=True)
+    carry_over(data_dir, read_worker_files(data_dir))
     for path in directory.glob(f"{WORKER_FILE_PREFIX}*.json"):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def previous_runs(data_dir: Path) -> dict[str, float]:
+    """``last_message`` and ``first_start`` of the runs before this one (either may be absent)."""
+    try:
+        data = json.loads((state_dir(data_dir) / PREVIOUS_RUNS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: float(data[k]) for k in ("last_message", "first_start") if _time(data.get(k))}
+
+
+def carry_over(data_dir: Path, workers: list[dict[str, Any]]) -> None:
+    """Fold the ending run's last capture and start into ``state/previous-runs.json``."""
+    carried = previous_runs(data_dir)
+    messages = [w["last_message"] for w in workers if w.get("last_message") is not None]
+    starts = [w["started"] for w in workers if w.get("started")]
+    if messages:
+        carried["last_message"] = max([*messages, carried.get("last_message", 0.0)])
+    if starts:
+        carried["first_start"] = min([*starts, carried.get("first_start", math.inf)])
+    if carried:
+        write_atomic(state_dir(data_dir) / PREVIOUS_RUNS_FILE, carried)
 
 
 def write_pid_file(data_dir: Path) -> Path:
