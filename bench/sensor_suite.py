@@ -72,6 +72,7 @@ def idle_run(args: argparse.Namespace, mode: str, port: int, pid: int, out: Path
     cmd = [sys.executable, str(IDLE), "--host", args.host, "--port", str(port),
            "--pid", str(pid), "--count", str(args.idle), "--mode", mode, "--probe",
            "--probe-via", "socks5", "--probe-port", str(args.socks_port),
+           "--sources", "50",  # under the default 256 connections per address
            "--json-out", str(out)]  # fmt: skip
     print("[idle] " + " ".join(cmd), file=sys.stderr, flush=True)
     subprocess.run(cmd, timeout=300, check=False)
@@ -105,6 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="spampot-suite-", dir="/var/tmp"))
+    work.chmod(0o755)  # started as root, the sensor runs as nobody (its default sensor.user)
     ports = {"smtp": args.smtp_port, "http": args.http_port, "socks": args.socks_port}
     with contextlib.ExitStack() as stack:
         base = stack.enter_context(fresh_fs(args.fresh_fs, work)) if args.fresh_fs else work
