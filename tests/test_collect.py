@@ -146,7 +146,10 @@ def test_one_collection_per_sensor_at_a_time(sshd, tmp_path):
         collect_cmd(inventory, "--once", "--no-progress"), stderr=subprocess.PIPE, text=True
     )
     try:
-        time.sleep(0.5)
+        # raw/<sensor> is made once the first holds the sensor's lock.
+        deadline = time.monotonic() + 30
+        while not (central / "raw" / "br-01").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         second = run_collect(inventory, "--once")
         assert second.returncode == 1
         assert "another collection of this sensor is running" in second.stderr

@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -88,6 +88,28 @@ class Outcome:
     files: int  # files copied to the centre
     bytes: int  # their size
     error: str | None = None
+    steps: tuple[tuple[str, float], ...] = ()  # seconds per step: copy, sync, remove, finish
+
+
+@dataclass
+class _Tally:
+    """What one collection has done so far (filled in by its steps)."""
+
+    files: int = 0
+    bytes: int = 0
+    steps: dict[str, float] = field(default_factory=dict)
+
+    def outcome(self, sensor: str, started: float, t0: float, error: str | None) -> Outcome:
+        return Outcome(
+            sensor=sensor,
+            ok=error is None,
+            started=started,
+            duration_s=time.monotonic() - t0,
+            files=self.files,
+            bytes=self.bytes,
+            error=error,
+            steps=tuple(self.steps.items()),
+        )
 
 
 class Reporter(Protocol):
@@ -159,19 +181,15 @@ class Collector:
         started = time.time()
         t0 = time.monotonic()
         self.reporter.started(entry.name)
-        counts = [0, 0]
+        tally = _Tally()
         try:
             if self.stopping:
                 raise CollectError("interrupted before it started")
             with self._sensor_lock(entry):
-                self._collect(entry, t0 + self.cfg.max_duration, counts)
-            outcome = Outcome(
-                entry.name, True, started, time.monotonic() - t0, counts[0], counts[1]
-            )
+                self._collect(entry, t0 + self.cfg.max_duration, tally)
+            outcome = tally.outcome(entry.name, started, t0, None)
         except (CollectError, OSError) as exc:
-            outcome = Outcome(
-                entry.name, False, started, time.monotonic() - t0, counts[0], counts[1], str(exc)
-            )
+            outcome = tally.outcome(entry.name, started, t0, str(exc) or type(exc).__name__)
         try:
             self._save_state(outcome)
         except OSError as exc:  # the state is a record; its failure must not hide the outcome
@@ -179,7 +197,7 @@ class Collector:
         self.reporter.finished(outcome)
         return outcome
 
-    def _collect(self, entry: SensorEntry, deadline: float, counts: list[int]) -> None:
+    def _collect(self, entry: SensorEntry, deadline: float, tally: _Tally) -> None:
         raw = self.central.raw_dir / entry.name
         tmp = self.central.tmp_dir / entry.name
         raw.mkdir(parents=True, exist_ok=True)
@@ -208,24 +226,28 @@ class Collector:
             # "%i %l %n": itemised changes, length, name; ">f" = a file received.
             if line.startswith(b">f"):
                 parts = line.split(b" ", 2)
-                counts[0] += 1
+                tally.files += 1
                 with contextlib.suppress(IndexError, ValueError):
-                    counts[1] += int(parts[1])
+                    tally.bytes += int(parts[1])
 
         def tick() -> None:
-            self.reporter.progress(entry.name, counts[0], counts[1])
+            self.reporter.progress(entry.name, tally.files, tally.bytes)
 
-        self._run("copy", [*copy, source, f"{raw}/"], deadline, on_line, tick)
+        with _timed(tally, "copy"):
+            self._run("copy", [*copy, source, f"{raw}/"], deadline, on_line, tick)
         if self.cfg.durable:
-            fd = os.open(raw, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                syncfs(fd)
-            finally:
-                os.close(fd)
+            with _timed(tally, "sync"):
+                fd = os.open(raw, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    syncfs(fd)
+                finally:
+                    os.close(fd)
             remove = [*base, "--existing", "--remove-source-files"]
-            self._run("remove", [*remove, source, f"{raw}/"], deadline)
-        finish = ["spampot", "collected", "--files", str(counts[0]), "--bytes", str(counts[1])]
-        self._run("finish", [*ssh, _ssh_host(entry), shlex.join(finish)], deadline)
+            with _timed(tally, "remove"):
+                self._run("remove", [*remove, source, f"{raw}/"], deadline)
+        finish = ["spampot", "collected", "--files", str(tally.files), "--bytes", str(tally.bytes)]
+        with _timed(tally, "finish"):
+            self._run("finish", [*ssh, _ssh_host(entry), shlex.join(finish)], deadline)
 
     def ssh_command(self, entry: SensorEntry) -> list[str]:
         return ssh_command(entry, self.cfg, self.state_dir)
@@ -320,6 +342,7 @@ class Collector:
             "bytes": outcome.bytes,
             "duration_s": round(outcome.duration_s, 3),
             "error": outcome.error,
+            "steps_s": {step: round(seconds, 3) for step, seconds in outcome.steps},
             "total_files": int(previous.get("total_files", 0)) + outcome.files,
             "total_bytes": int(previous.get("total_bytes", 0)) + outcome.bytes,
         }
@@ -393,6 +416,15 @@ def _rsync_host(entry: SensorEntry) -> str:
 
 def _ssh_host(entry: SensorEntry) -> str:
     return entry.host.strip("[]")
+
+
+@contextlib.contextmanager
+def _timed(tally: _Tally, step: str) -> Iterator[None]:
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        tally.steps[step] = time.monotonic() - t0
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
