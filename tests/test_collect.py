@@ -110,7 +110,9 @@ def test_every_runs_rounds_and_stops_on_sigterm(sshd, tmp_path):
     sensor = add_sensor(sshd, "br-01")
     fill_spool(sensor, 10)
     central = tmp_path / "central"
-    inventory = write_inventory(tmp_path / "inventory.toml", central, [sensor])
+    inventory = write_inventory(
+        tmp_path / "inventory.toml", central, [sensor], collect="compress = true\n"
+    )
     done = run_collect(inventory, "--every", "1s", "--rounds", "2")
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("br-01: ok") == 2 and "round 2" in done.stderr

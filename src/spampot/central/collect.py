@@ -211,7 +211,7 @@ class Collector:
             "--rsh=" + shlex.join(ssh),
         ]
         if self.cfg.compress:
-            base.append("--compress")  # rsync skips already compressed (.gz) files itself
+            base.append("--compress")  # [collect] compress: for slow uplinks only
         if self.cfg.bwlimit:
             base.append(f"--bwlimit={self.cfg.bwlimit}")
         copy = [

@@ -81,7 +81,9 @@ class CollectSection:
     io_timeout: int = 120  # rsync --timeout: seconds without any data before giving up
     max_duration: int = 3600  # seconds one sensor's collection may take in all
     bwlimit: int = 0  # KiB/s per sensor (rsync --bwlimit); 0 = no limit
-    compress: bool = True  # rsync -z (already gzipped files are sent as they are)
+    # rsync -z: off, since every spool file is gzip already and compressing the stream cost
+    # more CPU than it saved (bench/collect_bench.py); on for a slow uplink.
+    compress: bool = False
     # Sync raw/ to disk before the sensor deletes anything (a second rsync pass removes what
     # the centre holds); false = one pass with --remove-source-files.
     durable: bool = True
