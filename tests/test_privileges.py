@@ -21,12 +21,19 @@ def _uids(pid: int) -> set[int]:
     todo = [pid]
     while todo:
         current = todo.pop()
-        status = Path(f"/proc/{current}/status").read_text()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except FileNotFoundError:
+            continue  # gone meanwhile
         for line in status.splitlines():
             if line.startswith("Uid:"):
                 out.update(int(v) for v in line.split()[1:])
-        for task in Path(f"/proc/{current}/task").iterdir():
-            children = (task / "children").read_text().split()
+        for task in tasks:
+            try:
+                children = (task / "children").read_text().split()
+            except FileNotFoundError:
+                continue  # a thread that ended meanwhile
             todo += [int(c) for c in children]
     return out
 
@@ -68,7 +75,7 @@ def test_root_drops_to_the_configured_user(open_dir, tmp_path):
         stdout=subprocess.DEVNULL,
     )
     try:
-        wait_banner(port)
+        wait_banner(port, timeout=30)
         assert _uids(proc.pid) == {nobody.pw_uid}
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
             client.sendmail("a@spam.example", ["v@example.org"], b"Subject: x\r\n\r\nhi\r\n")
