@@ -214,6 +214,7 @@ name = "redirected"
 hostname = "mx.sensor.example"
 data_dir = "{data_dir}"
 bind = ["{SENSOR_ADDR}"]
+original_dst = true  # events name the port the client reached, before the redirect
 
 [ports]
 smtp = [10025]
@@ -291,7 +292,8 @@ print("ok")
     assert code == 0, sensor.stderr()
     events = sensor.events()
     (msg,) = [e for e in events if e["eventid"] == "spampot.smtp.message"]
-    assert msg["src_ip"] == CLIENT_ADDR and msg["dst_port"] == 10025
+    assert msg["src_ip"] == CLIENT_ADDR and msg["dst_port"] == 25
+    assert msg["file"].split("/")[1] == "25"  # the spool path too
     assert (data_dir / "spool" / msg["file"]).stat().st_uid == 65534
     proxied = {e["dst_port"] for e in events if e["eventid"] == "spampot.proxy.request"}
-    assert proxied == {10080, 10559, 8080, 1080}
+    assert proxied == {80, 559, 8080, 1080}  # redirected ports by their original number

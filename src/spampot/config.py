@@ -57,6 +57,9 @@ class SensorSection:
     user: str = "nobody"
     group: str = ""
     allow_root: bool = False
+    # Behind a firewall redirect (deploy/spampot-redirect.nft), record the port the client
+    # reached before NAT (SO_ORIGINAL_DST) instead of the high port the sensor listens on.
+    original_dst: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -361,6 +361,7 @@ def session_settings(config: Config) -> SessionSettings:
         require_helo=config.smtp.require_helo,
         proxy=config.proxy.policy,
         trusted_proxies=config.trusted_proxies,
+        original_dst=config.sensor.original_dst,
         max_header_bytes=config.proxy.max_header_bytes,
         max_body_bytes=config.proxy.max_body_bytes,
         max_socks_userid=config.proxy.max_socks_userid,

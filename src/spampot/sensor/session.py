@@ -43,6 +43,7 @@ from spampot.protocols.smtp import (
 from spampot.protocols.socks import MAX_USERID
 from spampot.sensor.events import EventBuffer
 from spampot.sensor.metrics import SensorMetrics
+from spampot.sensor.original_dst import original_destination
 from spampot.sensor.paths import ip_component
 from spampot.sensor.spool import SpoolItem
 from spampot.sensor.writer import Writer
@@ -64,6 +65,7 @@ class SessionSettings:
     max_header_bytes: int = MAX_HEADER_BYTES
     max_body_bytes: int = MAX_BODY_BYTES
     max_socks_userid: int = MAX_USERID
+    original_dst: bool = False  # ask the kernel for the port before a NAT redirect
 
 
 class SensorContext:
@@ -190,6 +192,11 @@ class SensorSession(asyncio.Protocol):
         ctx = self.ctx
         peer = transport.get_extra_info("peername") or ("", 0)
         local = transport.get_extra_info("sockname") or ("", 0)
+        if ctx.settings.original_dst:
+            before_nat = original_destination(transport.get_extra_info("socket"))
+            if before_nat is not None:
+                local = before_nat
+                self.port = before_nat[1]
         self.base = {
             "session": ctx.session_id(),
             "src_ip": _plain_ip(peer[0]),
