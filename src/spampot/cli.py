@@ -9,11 +9,38 @@ from pathlib import Path
 import click
 
 from spampot import __version__
-from spampot.central.cli import collect, gate
 from spampot.config import Config, ConfigError, load_config
 
+# Commands that live in their own modules, imported only when run: the sensor (and the gate,
+# run once per SSH command) must not pay for rich, DuckDB or numpy at every start.
+LAZY_COMMANDS = {
+    "collect": "spampot.central.cli:collect",
+    "gate": "spampot.central.cli:gate",
+    "health": "spampot.sensor.health_cli:health",
+    "ingest": "spampot.analysis.cli:ingest",
+    "report": "spampot.analysis.cli:report",
+    "simulate": "spampot.simulate.cli:simulate",
+    "status": "spampot.central.status_cli:status",
+}
 
-@click.group()
+
+class LazyGroup(click.Group):
+    """A click group whose LAZY_COMMANDS are imported on first use (click's documented way)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS:
+            import importlib
+
+            module, attr = LAZY_COMMANDS[cmd_name].split(":")
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="spampot")
 def main() -> None:
     """spampot: a honeypot sensor that captures spam sent through open relays and proxies."""
@@ -24,10 +51,6 @@ def _load(config_path: Path | None, **overrides: object) -> Config:
         return load_config(config_path, **overrides)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-
-
-main.add_command(collect)
-main.add_command(gate)
 
 
 @main.command()
@@ -87,15 +110,3 @@ def _toml(value: object) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return str(value)
-
-
-from spampot.analysis.cli import ingest, report  # noqa: E402
-from spampot.central.status_cli import status  # noqa: E402 - commands in their own modules
-from spampot.sensor.health_cli import health  # noqa: E402
-from spampot.simulate.cli import simulate  # noqa: E402
-
-main.add_command(health)
-main.add_command(status)
-main.add_command(ingest)
-main.add_command(report)
-main.add_command(simulate)
