@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -12,23 +11,11 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from spampot.central.cli import parse_duration
 from spampot.central.inventory import Inventory, InventoryError, SensorEntry, load_inventory
 from spampot.central.status import CHECKS, History, SensorStatus, State, check_sensors, worst
 
-_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?")
 _STYLE = {State.OK: "green", State.WARN: "yellow", State.CRIT: "bold red", State.UNKNOWN: "magenta"}
-
-
-def seconds(text: str) -> float:
-    """``15m``, ``1h``, ``1h30m``, ``90s`` or ``90`` -> seconds."""
-    match = _DURATION.fullmatch(text.strip())
-    if not text.strip() or match is None or not any(match.groups()):
-        raise ValueError(f"not a duration: {text!r} (examples: 15m, 1h, 90s)")
-    hours, minutes, secs = (int(g or 0) for g in match.groups())
-    total = hours * 3600 + minutes * 60 + secs
-    if total <= 0:
-        raise ValueError("the interval must be positive")
-    return float(total)
 
 
 def summary_line(statuses: list[SensorStatus]) -> str:
@@ -165,7 +152,7 @@ def status(
     UNKNOWN only when nothing is WARNING or CRITICAL).
     """
     try:
-        interval = seconds(every) if every else None
+        interval = parse_duration(every) if every else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--every") from exc
     try:
