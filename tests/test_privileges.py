@@ -62,6 +62,17 @@ proxies = false
     )
 
 
+def _refused(config: Path) -> bytes:
+    """Start a sensor that must refuse to start (status 2); returns its stderr."""
+    done = subprocess.run(
+        [sys.executable, "-m", "spampot", "sensor", "--config", str(config)],
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    return done.stderr
+
+
 def test_root_drops_to_the_configured_user(open_dir, tmp_path):
     need_root()
     nobody = pwd.getpwnam("nobody")
@@ -95,13 +106,7 @@ def test_root_without_a_user_is_refused(open_dir, tmp_path):
     port = free_port()
     config = tmp_path / "root.toml"
     _config(config, open_dir / "data", port, 'user = ""')
-    done = subprocess.run(
-        [sys.executable, "-m", "spampot", "sensor", "--config", str(config)],
-        capture_output=True,
-        timeout=30,
-    )
-    assert done.returncode == 2
-    assert b"refusing to run as root" in done.stderr
+    assert b"refusing to run as root" in _refused(config)
 
 
 def test_unreachable_data_dir_is_refused_before_serving(tmp_path):
@@ -110,10 +115,4 @@ def test_unreachable_data_dir_is_refused_before_serving(tmp_path):
     port = free_port()
     config = tmp_path / "unreachable.toml"
     _config(config, tmp_path / "data", port, 'user = "nobody"')
-    done = subprocess.run(
-        [sys.executable, "-m", "spampot", "sensor", "--config", str(config)],
-        capture_output=True,
-        timeout=30,
-    )
-    assert done.returncode == 2
-    assert b"not searchable" in done.stderr
+    assert b"not searchable" in _refused(config)
