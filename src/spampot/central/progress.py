@@ -51,7 +51,7 @@ class RichReporter:
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
-        self.progress = Progress(
+        self._bar = Progress(
             SpinnerColumn(finished_text="•"),
             TextColumn("{task.description}"),
             TextColumn("{task.fields[files]:>9,} files"),
@@ -65,15 +65,15 @@ class RichReporter:
         self._lock = threading.Lock()
 
     def __enter__(self) -> RichReporter:
-        self.progress.start()
+        self._bar.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
+        self._bar.stop()
 
     def started(self, sensor: str) -> None:
         with self._lock:
-            self._tasks[sensor] = self.progress.add_task(
+            self._tasks[sensor] = self._bar.add_task(
                 sensor, total=None, files=0, size="", rate="", status="collecting"
             )
 
@@ -81,16 +81,16 @@ class RichReporter:
         task = self._tasks.get(sensor)
         if task is None:
             return
-        elapsed = self.progress.tasks[task].elapsed or 0.0
+        elapsed = self._bar.tasks[task].elapsed or 0.0
         rate = f"{files / elapsed:,.0f}/s" if elapsed > 0 else ""
-        self.progress.update(task, files=files, size=human_bytes(nbytes), rate=rate)
+        self._bar.update(task, files=files, size=human_bytes(nbytes), rate=rate)
 
     def finished(self, outcome: Outcome) -> None:
         task = self._tasks.get(outcome.sensor)
         if task is None:
             return
         status = "[green]ok" if outcome.ok else "[red]FAILED"
-        self.progress.update(
+        self._bar.update(
             task,
             total=1,
             completed=1,
@@ -98,6 +98,6 @@ class RichReporter:
             size=human_bytes(outcome.bytes),
             status=status,
         )
-        self.progress.stop_task(task)
+        self._bar.stop_task(task)
         if not outcome.ok:
-            self.progress.console.print(f"[red]{escape(outcome_line(outcome))}")
+            self._bar.console.print(f"[red]{escape(outcome_line(outcome))}")
