@@ -129,7 +129,7 @@ class Ip2AsnSource:
         v6: list[tuple[int, int, int, str, str]] = []
         try:
             opener = gzip.open if _is_gzip(path) else open
-            with opener(path, "rt", encoding="utf-8", errors="replace") as f:  # type: ignore[operator]
+            with opener(path, "rt", encoding="utf-8", errors="replace") as f:
                 for number, line in enumerate(f, 1):
                     parts = line.rstrip("\n").split("\t")
                     if not line.strip():

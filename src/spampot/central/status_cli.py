@@ -85,7 +85,8 @@ def show_history(
         for column in ("time", "state", "boot time", *(h for h, _, _ in HISTORY_FIGURES)):
             table.add_column(column)
         for entry in history.entries(sensor.name)[-count:]:
-            figures = entry.get("figures") if isinstance(entry.get("figures"), dict) else {}
+            raw_figures = entry.get("figures")
+            figures = raw_figures if isinstance(raw_figures, dict) else {}
             state = str(entry.get("state"))
             style = _STYLE.get(State.__members__.get(state, State.UNKNOWN), "")
             table.add_row(

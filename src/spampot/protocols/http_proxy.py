@@ -571,8 +571,8 @@ class HttpProxyServer(_OneRequest[ProxyRequest]):
 
     def _on_head(self, head: _Head, rest: bytes) -> list[ProxyRequest]:
         if head.method == "CONNECT":
-            host, port = _parse_authority(head.target, None)
-            self._target = (host, port)
+            connect_host, port = _parse_authority(head.target, None)
+            self._target = (connect_host, port)
             outcome, tunnel = self.policy.route(port)
             if tunnel is not None:
                 self._out += ESTABLISHED

@@ -18,7 +18,10 @@ V2_MAX = 16 + 2048  # header and addresses plus TLVs; the spec leaves TLV size o
 
 
 # Spec §2.2: family byte 0x11 is TCP over IPv4, 0x21 TCP over IPv6: (address size, type).
-_V2_TCP = {0x11: (4, ipaddress.IPv4Address), 0x21: (16, ipaddress.IPv6Address)}
+_V2_TCP: dict[int, tuple[int, type[ipaddress.IPv4Address] | type[ipaddress.IPv6Address]]] = {
+    0x11: (4, ipaddress.IPv4Address),
+    0x21: (16, ipaddress.IPv6Address),
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import TextIO
 
 from spampot import __version__
 from spampot.config import Config, ConfigError
@@ -95,7 +96,7 @@ def raise_fd_limit() -> int:
 def run_sensor(
     config: Config,
     *,
-    log: object = sys.stderr,
+    log: TextIO = sys.stderr,
     reload: Callable[[], Config] | None = None,
 ) -> int:
     """Run the sensor until SIGTERM/SIGINT; returns the exit status.
@@ -231,7 +232,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     sensor = config.sensor_name
     buffer = EventBuffer(sensor, Clock())
-    sensor_base = {
+    sensor_base: dict[str, object] = {
         "session": None,
         "src_ip": None,
         "src_port": None,
@@ -276,11 +277,14 @@ async def _serve(
         if reload is not None:
             current = _reload(current, reload, ctx, keeper, buffer, sensor_base)
 
+    def factory(port: int, role: str) -> Callable[[], SensorSession]:
+        return lambda: SensorSession(ctx, port, role)
+
     servers = []
     for listener in listeners:
         servers.append(
             await loop.create_server(
-                lambda port=listener.port, role=listener.role: SensorSession(ctx, port, role),
+                factory(listener.port, listener.role),
                 sock=listener.sock,
                 backlog=config.sensor.listen_backlog,
                 start_serving=False,

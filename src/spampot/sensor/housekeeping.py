@@ -15,7 +15,7 @@ from typing import Any
 from spampot.config import SpoolSection
 from spampot.sensor.events import EventBuffer
 from spampot.sensor.session import SensorContext
-from spampot.sensor.storage import read_disk, shortage, tree_size
+from spampot.sensor.storage import DiskReading, read_disk, shortage, tree_size
 
 TICK_SECONDS = 1.0
 LIMIT_REPORT_SECONDS = 10.0  # at most one sensor.limit event per interval
@@ -74,11 +74,11 @@ class Housekeeper:
             if self._used is not None:
                 # Stored since the walk began, uncompressed: an upper bound until the next.
                 used = self._used + self.ctx.stored_bytes - self._used_stored
+        reading: DiskReading | None = None
         try:
             reading = read_disk(self.data_dir, used)
         except OSError as exc:
             why = f"cannot read the data dir's filesystem: {exc.strerror}"
-            reading = None
         else:
             why = shortage(self.spool, reading)
         changed = bool(why) != bool(self.why_low)

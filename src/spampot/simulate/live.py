@@ -283,16 +283,17 @@ async def play(spec: SessionSpec, host: str, timeout: float = 10.0) -> SessionRe
     result = SessionResult(spec)
     writer: asyncio.StreamWriter | None = None
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, spec.port), timeout)
+        reader, opened = await asyncio.wait_for(asyncio.open_connection(host, spec.port), timeout)
+        writer = opened
         peer = _Peer(reader, timeout)
         if spec.source is not None:
             # The header names the client the front end saw and the address it reached.
-            sensor_ip = writer.get_extra_info("peername")[0]
+            sensor_ip = opened.get_extra_info("peername")[0]
             src_ip, src_port = spec.source
-            writer.write(
+            opened.write(
                 clients.proxy_header(spec.proxy_version, src_ip, src_port, sensor_ip, spec.port)
             )
-        result.queue_ids = await _converse(peer, writer, spec)
+        result.queue_ids = await _converse(peer, opened, spec)
     except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:

@@ -1031,7 +1031,7 @@ def _format(
 def _iso(t: np.ndarray) -> list[str]:
     """RFC 3339 times to the microsecond (without the Z), made by numpy for a whole array."""
     us = np.round(t * 1e6).astype(np.int64).astype("datetime64[us]")
-    return np.datetime_as_string(us, unit="us").tolist()  # type: ignore[no-any-return]
+    return np.datetime_as_string(us, unit="us").tolist()
 
 
 class _Stamps:

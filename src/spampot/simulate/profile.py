@@ -99,6 +99,10 @@ def _default_sensors() -> tuple[SensorSpec, ...]:
     )
 
 
+def _origins() -> tuple[Origin, ...]:
+    return default_origins()  # defined below, with the tables it reads
+
+
 def _default_ports() -> tuple[PortShare, ...]:
     # Figure 3's shapes are not in the text: 1080 gains over 8080 across the period as an
     # illustration; the drifts cancel, so the period's totals stay Table 5's.
@@ -115,7 +119,7 @@ class Profile:
     #: Distinct source addresses; 0 scales the paper's 216,888 to the message count.
     unique_ips: int = 0
     sensors: tuple[SensorSpec, ...] = field(default_factory=_default_sensors)
-    origins: tuple[Origin, ...] = field(default_factory=lambda: default_origins())
+    origins: tuple[Origin, ...] = field(default_factory=lambda: _origins())
     ports: tuple[PortShare, ...] = field(default_factory=_default_ports)
     http_outcomes: tuple[tuple[str, float], ...] = tuple(TABLE6_HTTP.items())
     socks_outcomes: tuple[tuple[str, float], ...] = tuple(TABLE6_SOCKS.items())
