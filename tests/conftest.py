@@ -113,7 +113,11 @@ class Sensor:
         return code
 
     def events(self) -> list[dict]:
-        """Every event written so far: the live file and the rotated ones."""
+        """Every event written so far: the live file and the rotated ones.
+
+        Each line is checked against the event contract on the way: every test that reads a
+        real sensor's events also proves that the sensor writes what the ingest accepts.
+        """
         import gzip
         import json
 
@@ -122,6 +126,8 @@ class Sensor:
             lines += gzip.decompress(rotated.read_bytes()).splitlines()
         for live in sorted((self.data_dir / "events").glob("current*.jsonl")):
             lines += live.read_bytes().splitlines()
+        for line in lines:
+            check_contract(line)
         return [json.loads(line) for line in lines]
 
     def wait_events(self, pred, timeout: float = 10.0) -> list[dict]:
@@ -135,6 +141,18 @@ class Sensor:
     def stderr(self) -> str:
         assert self.stderr_path is not None
         return self.stderr_path.read_text(errors="replace")
+
+
+def check_contract(line: bytes) -> None:
+    """Fail with the line and the reason when it does not match the event contract."""
+    import msgspec
+
+    from spampot.contract import DECODER
+
+    try:
+        DECODER.decode(line)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise AssertionError(f"event breaks the contract ({exc}): {line[:500]!r}") from None
 
 
 def write_config(path: Path, data_dir: Path, ports: dict[str, int], extra: str = "") -> None:

@@ -33,51 +33,16 @@ import pyarrow as pa
 
 from spampot.analysis.enrich import Enricher
 from spampot.analysis.sql import load_sql
+from spampot.contract import COLUMNS
 
 # The warehouse tables written at ingest, each from sql/ingest_<table>.sql.
 TABLES = ("messages", "proxy_requests", "sessions", "smtp_events", "recipient_domains")
 MANIFEST = "_manifest.jsonl"
 STAGING = "_staging"
 
-# Every event field any table reads, with its type; other fields (``message``, headers, ...)
-# are skipped by the JSON reader. DESIGN.md's data contract.
-EVENT_COLUMNS: dict[str, str] = {
-    "eventid": "VARCHAR",
-    "timestamp": "TIMESTAMP",
-    "sensor": "VARCHAR",
-    "session": "VARCHAR",
-    "src_ip": "VARCHAR",
-    "src_port": "INTEGER",
-    "dst_ip": "VARCHAR",
-    "dst_port": "INTEGER",
-    "proxied_by": "VARCHAR",
-    "via": "VARCHAR",
-    "target_host": "VARCHAR",
-    "target_port": "INTEGER",
-    "helo": "VARCHAR",
-    "mail_from": "VARCHAR",
-    "rcpt_to": "VARCHAR[]",
-    "size": "BIGINT",
-    "sha256": "VARCHAR",
-    "queue_id": "VARCHAR",
-    "file": "VARCHAR",
-    "protocol": "VARCHAR",
-    "version": "VARCHAR",
-    "method": "VARCHAR",
-    "outcome": "VARCHAR",
-    "auth": "STRUCT(method VARCHAR, username VARCHAR, password VARCHAR)",
-    "error": "VARCHAR",
-    "duration_s": "DOUBLE",
-    "bytes_in": "BIGINT",
-    "bytes_out": "BIGINT",
-    "reason": "VARCHAR",
-    "mechanism": "VARCHAR",
-    "username": "VARCHAR",
-    "password": "VARCHAR",
-    "stage": "VARCHAR",
-    "code": "INTEGER",
-    "why": "VARCHAR",
-}
+# Every event field any table reads, with its type: the event contract's stored fields. Other
+# fields (``message``, headers, ...) are skipped by the JSON reader.
+EVENT_COLUMNS: dict[str, str] = dict(COLUMNS)
 
 IPINFO_SCHEMA = pa.schema(
     [

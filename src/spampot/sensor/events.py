@@ -17,8 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from spampot.contract import EXTRA_FIELDS, PREFIX
 from spampot.sensor.spool import gzip_bytes, syncfs
 
+# msgspec's encoder writes what the standard library's compact encoder with ensure_ascii=False
+# writes (the same escapes of U+0000-U+001F, '"' and '\\', keys in insertion order), ten
+# times faster; only a lone surrogate, which UTF-8 cannot hold, takes the slower path.
+_encode = msgspec.json.Encoder().encode
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 # Characters JSON may leave raw (RFC 8259 §7 escapes only U+0000-U+001F) that still break or
@@ -38,10 +45,20 @@ def _escape_disguising(match: re.Match[str]) -> str:
 
 def encode_line(record: dict[str, Any]) -> bytes:
     """One event as one line of JSON that every line-oriented reader sees as one line."""
-    text = _dumps(record)
-    if not text.isascii():
-        text = _DISGUISING.sub(_escape_disguising, text)
-    return text.encode("utf-8", "backslashreplace") + b"\n"
+    try:
+        data = _encode(record)
+    except UnicodeEncodeError:  # a lone surrogate (only a client string can hold one)
+        text = _DISGUISING.sub(_escape_disguising, _dumps(record))
+        return text.encode("utf-8", "backslashreplace") + b"\n"
+    if not data.isascii():
+        text = data.decode("utf-8")
+        if _DISGUISING.search(text) is not None:
+            data = _DISGUISING.sub(_escape_disguising, text).encode("utf-8")
+    return data + b"\n"
+
+
+class UndeclaredEvent(ValueError):
+    """An event id or a field that the event contract (spampot.contract) does not declare."""
 
 
 class Clock:
@@ -108,9 +125,22 @@ class EventBuffer:
         self._lines: list[bytes] = []
 
     def encode(self, eventid: str, base: dict[str, Any], message: str, **fields: Any) -> bytes:
-        """One JSON line; ``base`` holds the session fields (session, src_ip, ...)."""
+        """One JSON line; ``base`` holds the session fields (session, src_ip, ...).
+
+        ``eventid`` (without ``spampot.``) and every field must be declared in the event
+        contract (:mod:`spampot.contract`): an undeclared one raises :class:`UndeclaredEvent`,
+        so a new field cannot reach the event files before the ingest knows it.
+        """
+        allowed = EXTRA_FIELDS.get(eventid)
+        if allowed is None or not fields.keys() <= allowed:
+            undeclared = sorted(fields.keys() - (allowed or frozenset()))
+            raise UndeclaredEvent(
+                f"event {eventid!r} is not in spampot.contract"
+                if allowed is None
+                else f"fields {undeclared} of {eventid!r} are not in spampot.contract"
+            )
         _, ts = self.clock.now()
-        record = {"eventid": "spampot." + eventid, "timestamp": ts, "sensor": self.sensor}
+        record = {"eventid": PREFIX + eventid, "timestamp": ts, "sensor": self.sensor}
         record.update(base)
         record["message"] = message
         record.update(fields)
