@@ -94,6 +94,24 @@ def _bytes_progress(label: str) -> Iterator[object]:
     "--threads", type=click.IntRange(0), default=0, help="DuckDB threads (0: one per core)."
 )
 @click.option("--memory-limit", default="3GB", show_default=True)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Commit no batch with a line set aside: stop there, exit status 4.",
+)
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="If another ingest holds the warehouse, say who and exit 75 instead of waiting.",
+)
+@click.option(
+    "--reingest",
+    "reingest_files",
+    multiple=True,
+    metavar="RAW_PATH",
+    help="Read again a committed file that was repaired (path under raw/, or a full path):"
+    " its batch is replaced, exactly once. Repeatable.",
+)
 def ingest(
     inventory: Path | None,
     raw_dir: Path | None,
@@ -105,10 +123,18 @@ def ingest(
     batch_mb: int,
     threads: int,
     memory_limit: str,
+    strict: bool,
+    no_wait: bool,
+    reingest_files: tuple[str, ...],
 ) -> None:
-    """Turn collected event files into the Parquet warehouse, enriched (re-runs add new files)."""
+    """Turn collected event files into the Parquet warehouse, enriched (re-runs add new files).
+
+    Exit status: 0 when every line was read; 3 when lines or damaged file parts were set
+    aside in the quarantine (the rest is in the warehouse); 4 when --strict held a batch back;
+    75 when --no-wait found another run writing.
+    """
     from spampot.analysis.enrich import GeoSourceError, build_enricher
-    from spampot.analysis.ingest import IngestConfig, Ingester
+    from spampot.analysis.ingest import IngestBusy, IngestConfig, Ingester, NotIngested
 
     inv = _inventory(inventory)
     raw_dir = raw_dir or (inv.central.raw_dir if inv else None)
@@ -132,21 +158,56 @@ def ingest(
         batch_bytes=batch_mb * 1024 * 1024,
         threads=threads,
         memory_limit=memory_limit,
+        strict=strict,
+        wait=not no_wait,
     )
-    with Ingester(config, enricher) as ingester, _bytes_progress("ingest") as progress:
-        result = ingester.run(progress)  # type: ignore[arg-type]
+    again = [_raw_relative(raw_dir, name) for name in reingest_files]
+    try:
+        with Ingester(config, enricher) as ingester, _bytes_progress("ingest") as progress:
+            result = ingester.run(progress, again)  # type: ignore[arg-type]
+    except IngestBusy as exc:
+        click.echo(f"spampot ingest: {exc}", err=True)
+        sys.exit(75)  # EX_TEMPFAIL: try again later
+    except NotIngested as exc:
+        raise click.ClickException(str(exc)) from exc
     rate = result.events / result.seconds if result.seconds else 0.0
     click.echo(
         f"ingested {result.files:,} files ({result.input_bytes / 1e6:,.1f} MB) in"
         f" {result.batches} batch(es): {result.events:,} events in {result.seconds:.1f} s"
         f" ({rate:,.0f} events/s); {result.rows['messages']:,} emails,"
         f" {result.rows['proxy_requests']:,} proxy requests, {result.rows['sessions']:,}"
-        f" sessions; {result.new_addresses:,} addresses looked up ({enricher.label})"
+        f" sessions; {result.new_addresses:,} addresses looked up ({enricher.label});"
+        f" {result.quarantined:,} set aside"
     )
-    for rel, reason in result.failed:
-        click.echo(f"warning: {rel} is unreadable and was set aside: {reason}", err=True)
+    for rel in result.reingested:
+        click.echo(f"reingested {rel}", err=True)
+    for rel, reason in result.damaged:
+        click.echo(f"warning: {rel}: {reason}; its whole lines were read", err=True)
+    for reason, n in result.reasons.most_common(10):
+        click.echo(f"warning: {n:,} line(s) set aside: {reason}", err=True)
+    if result.quarantined:
+        click.echo(f"the lines set aside are in {warehouse / '_quarantine'}", err=True)
     for rel in result.changed:
-        click.echo(f"warning: {rel} changed after it was ingested; not read again", err=True)
+        click.echo(
+            f"warning: {rel} changed after it was ingested; not read again"
+            " (spampot ingest --reingest to replace what it gave)",
+            err=True,
+        )
+    if result.held_back:
+        click.echo(f"--strict: batch not committed: {result.held_back}", err=True)
+        sys.exit(4)
+    if result.quarantined:
+        sys.exit(3)
+
+
+def _raw_relative(raw_dir: Path, name: str) -> str:
+    path = Path(name)
+    if path.is_absolute() or path.exists():
+        try:
+            return str(path.resolve().relative_to(raw_dir.resolve()))
+        except ValueError:
+            raise click.BadParameter(f"{name} is not under {raw_dir}") from None
+    return name
 
 
 def _date(value: str | None) -> dt.date | None:

@@ -5,24 +5,49 @@ Layout of the warehouse directory::
     <table>/day=<YYYY-MM-DD>/<batch>-<n>.parquet   messages, proxy_requests, sessions,
                                                    smtp_events, recipient_domains
     _manifest.jsonl                                one line per committed batch
+    _quarantine/<batch>.jsonl                      lines of that batch kept out of the tables
     _staging/                                      a batch being written (removed at start)
+    _ingest.lock                                   held by the run writing (who, since when)
 
-A batch is a bounded set of event files (``batch_bytes`` of gzip input), read by DuckDB in one
-pass, enriched (each distinct source address looked up once), written to ``_staging/``, moved
-into place and only then committed by a line in the manifest naming its input files (path
-under ``raw/``, size, mtime). Re-running adds nothing for files already committed; a crash
+A batch is a bounded set of event files (``batch_bytes`` of gzip input). Every line is
+validated against the event contract (:mod:`spampot.event_reader`); the valid events become
+one Arrow table (``batch_events``), enriched (each distinct source address looked up once),
+each warehouse table is written from it to ``_staging/``, moved into place and only then
+committed by a line in the manifest naming its input files (path under ``raw/``, size,
+mtime) and what was set aside. Re-running adds nothing for files already committed; a crash
 leaves files of an uncommitted batch, which the next run deletes before it starts, so every
-file is in the warehouse exactly once. Memory is bounded by the batch size, not the data.
+file is in the warehouse exactly once. One run at a time: a second waits for the lock (or,
+told not to wait, says who holds it). Memory is bounded by the batch size, not the data.
+
+A file that changed after it was committed (repaired, or grown) is not read again on its
+own: ``reingest`` takes it back explicitly, with the other files of its batch, as one new
+batch whose manifest line *replaces* the old one; the old batch's files are deleted after
+that line is written (and by the next run's recovery, if a crash comes first), so what the
+warehouse holds of those files is still exactly one copy.
+
+**Adding a table** (the extension point): a :class:`BatchTable` in ``Ingester.tables``. Its
+``build`` gets the batch's DuckDB connection, where ``batch_events`` (every valid event of
+the batch, in the contract's stored columns plus ``ts`` and ``raw_sensor``) and ``ipinfo``
+are readable, and the :class:`Batch` (the raw files and the raw directory, to read message
+files beside the events); it returns a query (SQL text) or an Arrow table with a ``day``
+column. The table is written, moved and committed with the batch's others, so it is
+incremental and exactly-once like them, and ``reingest`` rebuilds it too. The default
+tables are the ``sql/ingest_<table>.sql`` files (:data:`TABLES`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +57,7 @@ import duckdb
 import pyarrow as pa
 
 from spampot.analysis.enrich import Enricher
+from spampot.analysis.event_reader import BATCH_SCHEMA, FileEvents, Rejected, read_events, to_table
 from spampot.analysis.sql import load_sql
 from spampot.contract import COLUMNS
 
@@ -39,9 +65,10 @@ from spampot.contract import COLUMNS
 TABLES = ("messages", "proxy_requests", "sessions", "smtp_events", "recipient_domains")
 MANIFEST = "_manifest.jsonl"
 STAGING = "_staging"
+QUARANTINE = "_quarantine"
+LOCK = "_ingest.lock"
 
-# Every event field any table reads, with its type: the event contract's stored fields. Other
-# fields (``message``, headers, ...) are skipped by the JSON reader.
+# Every event field any table reads, with its type: the event contract's stored fields.
 EVENT_COLUMNS: dict[str, str] = dict(COLUMNS)
 
 IPINFO_SCHEMA = pa.schema(
@@ -63,8 +90,9 @@ class IngestConfig:
     batch_bytes: int = 128 * 1024 * 1024  # gzip input per batch: bounds memory
     threads: int = 0  # DuckDB threads; 0 = one per core
     memory_limit: str = "3GB"  # DuckDB spills to the warehouse's _staging/ beyond this
-    small_file_bytes: int = 512 * 1024  # below this mean gzip size, read files as raw lines
     compression: str = "snappy"  # the cheapest to write (ingest speed), and what Spark reads best
+    strict: bool = False  # a batch with any line set aside is not committed; the run stops
+    wait: bool = True  # wait for another run's lock (False: raise IngestBusy at once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +100,35 @@ class RawFile:
     rel: str  # path under raw/: <sensor dir>/events/<name>
     size: int
     mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What a :class:`BatchTable` may read besides ``batch_events``."""
+
+    id: str
+    files: list[RawFile]
+    raw_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTable:
+    """A warehouse table written from each batch (see the module's docstring).
+
+    ``events``: the event ids (``spampot.…``) it reads from ``batch_events``; only the events
+    some table reads are turned into columns (all are validated).
+    """
+
+    name: str
+    build: Callable[[duckdb.DuckDBPyConnection, Batch], str | pa.Table]
+    events: frozenset[str]
+
+
+def sql_table(name: str) -> BatchTable:
+    """A table from ``sql/ingest_<name>.sql``; its events are the ids the SQL names."""
+    sql = load_sql(f"ingest_{name}")
+    events = frozenset(re.findall(r"'(spampot\.[a-z_.]+)'", sql))
+    return BatchTable(name, lambda _con, _batch: sql, events)
 
 
 @dataclass(slots=True)
@@ -83,11 +140,27 @@ class IngestResult:
     new_addresses: int = 0
     rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     changed: list[str] = field(default_factory=list)  # committed files whose size/mtime moved
-    failed: list[tuple[str, str]] = field(default_factory=list)  # unreadable files, and why
+    damaged: list[tuple[str, str]] = field(default_factory=list)  # files partly unreadable
+    quarantined: int = 0  # lines (and unreadable file tails) kept out of the tables
+    reasons: Counter[str] = field(default_factory=Counter)  # quarantined, by reason
+    held_back: str | None = None  # --strict: the batch not committed, and why
+    reingested: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+    @property
+    def set_aside(self) -> bool:
+        return bool(self.quarantined or self.held_back)
 
 
 Progress = Callable[[int, int], None]  # (input bytes done, input bytes to do)
+
+
+class IngestBusy(RuntimeError):
+    """Another ``spampot ingest`` holds the warehouse (the message says who)."""
+
+
+class NotIngested(ValueError):
+    """``reingest`` of a file that no committed batch holds."""
 
 
 class Manifest:
@@ -96,7 +169,10 @@ class Manifest:
     def __init__(self, warehouse: Path) -> None:
         self.path = warehouse / MANIFEST
         self.files: dict[str, RawFile] = {}
-        self.batches: set[str] = set()
+        self.batch_of: dict[str, str] = {}  # raw file -> batch
+        self.batches: dict[str, list[RawFile]] = {}
+        self.quarantined = 0
+        self.damaged = 0
         if not self.path.exists():
             return
         with open(self.path, encoding="utf-8") as f:
@@ -105,11 +181,26 @@ class Manifest:
                     entry = json.loads(line)
                     batch = entry["batch"]
                     files = [RawFile(*item) for item in entry["files"]]
+                    replaces = list(entry.get("replaces", []))
                 except (ValueError, KeyError, TypeError):
                     continue  # a torn last line: that batch was never committed
-                self.batches.add(batch)
-                for raw in files:
-                    self.files[raw.rel] = raw
+                for old in replaces:
+                    self._forget(old)
+                self._add(batch, files)
+                self.quarantined += int(entry.get("quarantined", 0))
+                self.damaged += len(entry.get("damaged", []))
+
+    def _forget(self, batch: str) -> None:
+        for raw in self.batches.pop(batch, []):
+            if self.batch_of.get(raw.rel) == batch:
+                del self.batch_of[raw.rel]
+                self.files.pop(raw.rel, None)
+
+    def _add(self, batch: str, files: list[RawFile]) -> None:
+        self.batches[batch] = files
+        for raw in files:
+            self.files[raw.rel] = raw
+            self.batch_of[raw.rel] = batch
 
     def commit(self, batch: str, files: list[RawFile], detail: dict[str, Any]) -> None:
         entry = {
@@ -125,9 +216,9 @@ class Manifest:
             os.fsync(fd)
         finally:
             os.close(fd)
-        self.batches.add(batch)
-        for raw in files:
-            self.files[raw.rel] = raw
+        for old in detail.get("replaces", []):
+            self._forget(old)
+        self._add(batch, files)
 
 
 def scan_raw(raw_dir: Path) -> list[RawFile]:
@@ -165,19 +256,54 @@ def plan_batches(files: list[RawFile], batch_bytes: int) -> Iterator[list[RawFil
         yield batch
 
 
-def batch_id(files: list[RawFile]) -> str:
-    digest = hashlib.sha256()
+def batch_id(files: list[RawFile], replaces: str = "") -> str:
+    digest = hashlib.sha256(replaces.encode())
     for raw in files:
         digest.update(f"{raw.rel}\0{raw.size}\0{raw.mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def warehouse_lock(warehouse: Path, wait: bool = True) -> Iterator[None]:
+    """One ingest at a time: an exclusive flock on ``_ingest.lock``, naming its holder.
+
+    The kernel drops a flock when its holder dies, so a killed run never leaves the
+    warehouse locked; the text in the file only says who holds it now.
+    """
+    warehouse.mkdir(parents=True, exist_ok=True)
+    path = warehouse / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another run"
+            if not wait:
+                raise IngestBusy(
+                    f"the warehouse {warehouse} is being written by {holder}"
+                ) from None
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 class Ingester:
-    def __init__(self, config: IngestConfig, enricher: Enricher) -> None:
+    def __init__(
+        self,
+        config: IngestConfig,
+        enricher: Enricher,
+        tables: tuple[BatchTable, ...] | None = None,
+    ) -> None:
         self.config = config
         self.enricher = enricher
+        self.tables = tables if tables is not None else tuple(sql_table(t) for t in TABLES)
         config.warehouse.mkdir(parents=True, exist_ok=True)
-        self._recover()
         self.manifest = Manifest(config.warehouse)
         self.con = duckdb.connect()
         if config.threads:
@@ -192,7 +318,6 @@ class Ingester:
 
     def close(self) -> None:
         self.con.close()
-        shutil.rmtree(self.config.warehouse / STAGING, ignore_errors=True)
 
     def __enter__(self) -> Ingester:
         return self
@@ -203,14 +328,18 @@ class Ingester:
     # --- crash recovery ---------------------------------------------------------------------
 
     def _recover(self) -> None:
-        """Delete what an interrupted run left: staging, and files of uncommitted batches."""
+        """Delete what an interrupted run left: staging, files of uncommitted batches."""
         warehouse = self.config.warehouse
         shutil.rmtree(warehouse / STAGING, ignore_errors=True)
-        committed = Manifest(warehouse).batches
-        for table in TABLES:
+        self.manifest = Manifest(warehouse)
+        committed = self.manifest.batches
+        for table in {*TABLES, *(t.name for t in self.tables)}:
             for part in (warehouse / table).glob("day=*/*.parquet"):
                 if part.name.split("-", 1)[0] not in committed:
                     part.unlink()
+        for kept in (warehouse / QUARANTINE).glob("*.jsonl"):
+            if kept.stem not in committed:
+                kept.unlink()
 
     # --- the run ----------------------------------------------------------------------------
 
@@ -226,89 +355,173 @@ class Ingester:
                 changed.append(raw.rel)
         return new, changed
 
-    def run(self, progress: Progress | None = None) -> IngestResult:
+    def run(
+        self, progress: Progress | None = None, reingest: list[str] | None = None
+    ) -> IngestResult:
+        """Ingest what is new (and, first, the batches holding the files in ``reingest``)."""
         started = time.perf_counter()
         result = IngestResult()
-        files, result.changed = self.pending()
-        total = sum(f.size for f in files)
-        done = 0
-        if progress:
-            progress(0, total)
-        for batch in plan_batches(files, self.config.batch_bytes):
-            self._ingest_batch(batch, result)
-            done += sum(f.size for f in batch)
+        with warehouse_lock(self.config.warehouse, self.config.wait):
+            self._recover()
+            for old, files in self._replaced_batches(reingest or []):
+                if not self._ingest_batch(files, result, replaces=old):
+                    break
+                result.reingested += [f.rel for f in files]
+            files, result.changed = self.pending()
+            total = sum(f.size for f in files)
+            done = 0
             if progress:
-                progress(done, total)
+                progress(0, total)
+            for batch in plan_batches(files, self.config.batch_bytes):
+                if result.held_back or not self._ingest_batch(batch, result):
+                    break
+                done += sum(f.size for f in batch)
+                if progress:
+                    progress(done, total)
+            shutil.rmtree(self.config.warehouse / STAGING, ignore_errors=True)
         result.seconds = time.perf_counter() - started
         return result
 
-    def _ingest_batch(self, files: list[RawFile], result: IngestResult) -> None:
-        try:
-            self._ingest_files(files, result)
-        except duckdb.Error:
-            # One unreadable file (not gzip, truncated) must not hold back the others: read
-            # them one by one, and set aside the ones that fail.
-            for raw in files:
-                try:
-                    self._ingest_files([raw], result)
-                except duckdb.Error as exc:
-                    self._set_aside(raw, exc, result)
+    def _replaced_batches(self, rels: list[str]) -> list[tuple[str, list[RawFile]]]:
+        """The committed batches holding ``rels``, each with its files as they are now."""
+        current = {raw.rel: raw for raw in scan_raw(self.config.raw_dir)}
+        out: dict[str, list[RawFile]] = {}
+        for rel in rels:
+            old = self.manifest.batch_of.get(rel)
+            if old is None:
+                raise NotIngested(f"{rel} is in no committed batch (a new file needs no reingest)")
+            if old not in out:
+                # A file of that batch that is gone now is simply not in the new one.
+                out[old] = [current[f.rel] for f in self.manifest.batches[old] if f.rel in current]
+        return list(out.items())
 
-    def _set_aside(self, raw: RawFile, exc: duckdb.Error, result: IngestResult) -> None:
-        """Commit an unreadable file as failed: it is reported, and not retried each run."""
-        reason = str(exc).splitlines()[0][:300]
-        shutil.rmtree(self.config.warehouse / STAGING, ignore_errors=True)
-        self.con.execute("DROP TABLE IF EXISTS batch_events")
-        self.manifest.commit(batch_id([raw]), [raw], {"failed": reason})
-        result.failed.append((raw.rel, reason))
+    def _ingest_batch(self, files: list[RawFile], result: IngestResult, replaces: str = "") -> bool:
+        """Read, write and commit one batch; False when ``strict`` held it back."""
+        cfg = self.config
+        read: list[FileEvents] = []
+        for raw in files:
+            try:
+                data = (cfg.raw_dir / raw.rel).read_bytes()
+            except OSError as exc:  # vanished or unreadable since the scan
+                data = b""
+                problem = f"cannot read the file: {exc.strerror}"
+                fe = FileEvents(raw.rel, raw.rel.split("/", 1)[0], damaged=problem)
+                fe.rejected.append(Rejected(raw.rel, 0, problem, ""))
+                read.append(fe)
+                continue
+            read.append(read_events(raw.rel, data))
+        rejected = [r for fe in read for r in fe.rejected]
+        if rejected and cfg.strict:
+            first = rejected[0]
+            result.held_back = f"{first.file} line {first.line}: {first.reason}" + (
+                f" (and {len(rejected) - 1} more)" if len(rejected) > 1 else ""
+            )
+            return False
+        bid = batch_id(files, replaces)
+        self._write_batch(bid, files, read, rejected, result, replaces)
+        return True
 
-    def _ingest_files(self, files: list[RawFile], result: IngestResult) -> None:
+    def _write_batch(
+        self,
+        bid: str,
+        files: list[RawFile],
+        read: list[FileEvents],
+        rejected: list[Rejected],
+        result: IngestResult,
+        replaces: str,
+    ) -> None:
         con = self.con
         cfg = self.config
-        bid = batch_id(files)
-        paths = [str(cfg.raw_dir / raw.rel) for raw in files]
-        small = sum(raw.size for raw in files) < cfg.small_file_bytes * len(files)
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE batch_events AS"
-            ' SELECT "timestamp" AS ts, * EXCLUDE ("timestamp", filename),'
-            " split_part(filename, '/', -3) AS raw_sensor"
-            f" FROM ({_SMALL_FILES if small else _LARGE_FILES})",
-            [paths],
-        )
-        count = con.execute("SELECT COUNT(*) FROM batch_events").fetchone()
-        events = int(count[0]) if count else 0
-        new_addresses = self._enrich()
-        staging = cfg.warehouse / STAGING / bid
-        staging.mkdir(parents=True, exist_ok=True)
-        rows: dict[str, int] = {}
-        written: list[tuple[Path, Path]] = []
-        for table in TABLES:
-            out = staging / table
-            sql = load_sql(f"ingest_{table}")
-            count = con.execute(
-                f"COPY ({sql}) TO '{_quote(out)}' (FORMAT parquet, PARTITION_BY (day),"
-                f" COMPRESSION {cfg.compression}, FILENAME_PATTERN '{bid}-{{i}}')"
-            ).fetchone()
-            rows[table] = int(count[0]) if count else 0
-            for part in out.glob("day=*/*.parquet"):
-                written.append((part, cfg.warehouse / table / part.parent.name / part.name))
+        events = to_table(read, frozenset().union(*(t.events for t in self.tables)))
+        del read[:]  # the Python objects are no longer needed: the table holds the columns
+        con.register("batch_events", events)
+        try:
+            new_addresses = self._enrich()
+            staging = cfg.warehouse / STAGING / bid
+            staging.mkdir(parents=True, exist_ok=True)
+            rows: dict[str, int] = {}
+            written: list[tuple[Path, Path]] = []
+            batch = Batch(bid, files, cfg.raw_dir)
+            for table in self.tables:
+                rows[table.name] = self._write_table(table, batch, staging)
+                for part in (staging / table.name).glob("day=*/*.parquet"):
+                    written.append(
+                        (part, cfg.warehouse / table.name / part.parent.name / part.name)
+                    )
+        finally:
+            con.unregister("batch_events")
+        if rejected:
+            kept = staging / "quarantine.jsonl"
+            with open(kept, "w", encoding="utf-8") as out:
+                for r in rejected:
+                    out.write(
+                        json.dumps(
+                            {
+                                "file": r.file,
+                                "line": r.line,
+                                "reason": r.reason,
+                                "excerpt": r.excerpt,
+                            },
+                            ensure_ascii=False,
+                        )
+                        + "\n"
+                    )
+            written.append((kept, cfg.warehouse / QUARANTINE / f"{bid}.jsonl"))
         for src, dst in written:
             with open(src, "rb") as f:
                 os.fsync(f.fileno())
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dst)
-        self.manifest.commit(
-            bid, files, {"events": events, "rows": rows, "geo_source": self.enricher.label}
-        )
+        damaged = [[r.file, r.reason] for r in rejected if r.line == 0]
+        detail: dict[str, Any] = {
+            "events": events.num_rows,
+            "rows": rows,
+            "geo_source": self.enricher.label,
+            "quarantined": len(rejected),
+        }
+        if damaged:
+            detail["damaged"] = damaged
+        if replaces:
+            detail["replaces"] = [replaces]
+        self.manifest.commit(bid, files, detail)
+        if replaces:
+            self._delete_batch(replaces)
         shutil.rmtree(staging, ignore_errors=True)
-        con.execute("DROP TABLE batch_events")
-        result.events += events
+        result.events += events.num_rows
         result.new_addresses += new_addresses
-        for table, n in rows.items():
-            result.rows[table] += n
+        for name, n in rows.items():
+            result.rows[name] = result.rows.get(name, 0) + n
         result.files += len(files)
         result.input_bytes += sum(f.size for f in files)
         result.batches += 1
+        result.quarantined += len(rejected)
+        result.reasons.update(_reason_class(r.reason) for r in rejected)
+        result.damaged += [(rel, why) for rel, why in damaged]
+
+    def _write_table(self, table: BatchTable, batch: Batch, staging: Path) -> int:
+        out = staging / table.name
+        source = table.build(self.con, batch)
+        arrow = isinstance(source, pa.Table)
+        if arrow:
+            self.con.register("batch_table", source)
+        query = "SELECT * FROM batch_table" if arrow else source
+        try:
+            count = self.con.execute(
+                f"COPY ({query}) TO '{_quote(out)}' (FORMAT parquet, PARTITION_BY (day),"
+                f" COMPRESSION {self.config.compression}, FILENAME_PATTERN '{batch.id}-{{i}}')"
+            ).fetchone()
+        finally:
+            if arrow:
+                self.con.unregister("batch_table")
+        return int(count[0]) if count else 0
+
+    def _delete_batch(self, batch: str) -> None:
+        warehouse = self.config.warehouse
+        for table in {*TABLES, *(t.name for t in self.tables)}:
+            for part in (warehouse / table).glob(f"day=*/{batch}-*.parquet"):
+                part.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (warehouse / QUARANTINE / f"{batch}.jsonl").unlink()
 
     def _enrich(self) -> int:
         """Look up the batch's addresses not seen before in this run; returns how many."""
@@ -330,36 +543,31 @@ class Ingester:
         return len(new)
 
 
-def _struct_literal(columns: dict[str, str]) -> str:
-    return "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items()) + "}"
-
-
-# Two ways to read a batch of event files into the same columns. DuckDB's JSON reader with
-# the columns given is the fastest per event, but sets up each column for each file (about
-# 2 ms of CPU per file with these 35 columns); a sensor with little traffic rotates hourly
-# files of a few dozen events, where that dominates. Those are read as raw JSON lines and
-# transformed once per line instead (3x faster there, a fifth slower on large files).
-_LARGE_FILES = (
-    "SELECT * FROM read_json(?, format = 'newline_delimited', records = true, columns = "
-    + _struct_literal(EVENT_COLUMNS)
-    + ", compression = 'gzip', timestampformat = '%Y-%m-%dT%H:%M:%S.%fZ', filename = true,"
-    " ignore_errors = true, maximum_object_size = 16777216)"
-)
-_SMALL_FILES = (
-    "SELECT unnest(json_transform(json, '"
-    + json.dumps(EVENT_COLUMNS).replace("'", "''")
-    + "')), filename FROM read_json_objects(?, format = 'newline_delimited',"
-    " compression = 'gzip', filename = true, ignore_errors = true,"
-    " maximum_object_size = 16777216)"
-)
+def _reason_class(reason: str) -> str:
+    """A reason without its positions and values, to count alike reasons together."""
+    for marker in (" - at `", " (byte", " after ", " at byte "):
+        if marker in reason:
+            head, _, rest = reason.partition(marker)
+            if marker == " - at `":
+                return f"{head} at {rest.split('`', 1)[0]}"
+            return head
+    return reason
 
 
 def _quote(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
+def empty_batch_events() -> pa.Table:
+    """``batch_events`` with no rows: the columns a table has before any file is ingested."""
+    return BATCH_SCHEMA.empty_table()
+
+
 def ingest(
-    config: IngestConfig, enricher: Enricher, progress: Progress | None = None
+    config: IngestConfig,
+    enricher: Enricher,
+    progress: Progress | None = None,
+    reingest: list[str] | None = None,
 ) -> IngestResult:
     with contextlib.closing(Ingester(config, enricher)) as ingester:
-        return ingester.run(progress)
+        return ingester.run(progress, reingest)

@@ -142,6 +142,7 @@ def build_report(
     ]
     if sources:
         notes.append("Address data from: " + " | ".join(sources))
+    notes += quarantine_notes(con)
     return Report(
         title=options.title,
         scope=scope,
@@ -150,6 +151,22 @@ def build_report(
         figures=figures,
         notes=notes,
     )
+
+
+def quarantine_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """What the ingest set aside (whole warehouse, whatever the filters): never silent."""
+    row = con.execute("SELECT quarantined, damaged_files FROM ingest_summary").fetchone()
+    lines, damaged = (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+    if not lines:
+        return []
+    text = (
+        f"{lines:,} event lines were set aside at ingest (they break the event contract) and"
+        " are counted nowhere in these tables; they are listed with their reasons in the"
+        " warehouse's _quarantine/ directory."
+    )
+    if damaged:
+        text += f" {damaged:,} of them are the unreadable ends of damaged files."
+    return [text]
 
 
 # --- the tables ----------------------------------------------------------------------------

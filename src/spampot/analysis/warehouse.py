@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from spampot.analysis.filters import ReportFilter, SensorInfo
-from spampot.analysis.ingest import EVENT_COLUMNS, TABLES
+from spampot.analysis.ingest import TABLES, Manifest, empty_batch_events
 from spampot.analysis.sql import load_sql
 
 
@@ -40,8 +40,9 @@ def open_warehouse(
     # Spill (rare: aggregates here are small) to the temp dir, not to .tmp/ wherever we run.
     con.execute("SET temp_directory = ?", [str(Path(tempfile.gettempdir()) / "spampot-report")])
     # Empty, typed stand-ins so that a table with no files yet has its columns all the same.
-    columns = ", ".join(f'"{name}" {kind}' for name, kind in EVENT_COLUMNS.items())
-    con.execute(f"CREATE TEMP TABLE batch_events ({columns}, ts TIMESTAMP, raw_sensor VARCHAR)")
+    con.register("empty_batch_events", empty_batch_events())
+    con.execute("CREATE TEMP TABLE batch_events AS SELECT * FROM empty_batch_events")
+    con.unregister("empty_batch_events")
     con.execute(
         "CREATE TEMP TABLE ipinfo (src_ip VARCHAR, country VARCHAR, asn BIGINT,"
         " as_name VARCHAR, as_country VARCHAR, geo_source VARCHAR)"
@@ -68,6 +69,12 @@ def open_warehouse(
             source = f"({load_sql('ingest_' + table)}) AS empty"
         con.execute(f"CREATE TEMP VIEW all_{table} AS SELECT * FROM {source}")
         con.execute(f"CREATE TEMP VIEW {table} AS SELECT * FROM all_{table} WHERE {condition}")
+    manifest = Manifest(path)
+    con.execute(
+        "CREATE TEMP TABLE ingest_summary AS SELECT ? :: BIGINT AS quarantined,"
+        " ? :: BIGINT AS damaged_files",
+        [manifest.quarantined, manifest.damaged],
+    )
     tags = [(name, tag) for name, info in inventory.items() for tag in info.tags]
     con.register(
         "sensor_tags_arrow",

@@ -1,0 +1,246 @@
+"""Reading collected event files: whole lines out of gzip, each validated by the contract.
+
+A line that does not match the event contract (not JSON, invalid UTF-8, an unknown
+``eventid``, a missing or mistyped field, a recipient given as an object, ...) is not guessed
+at: it becomes a :class:`Rejected` record (file, line number, reason, the start of the line)
+for the quarantine. A gzip file cut short (a transfer interrupted, a disk full) gives every
+whole line it holds; what cannot be read is one more rejected record. Timestamps are parsed
+once, by the contract's decoder, whatever their spelling (``Z`` or ``+00:00``, with or
+without fractions) and whatever the file's size, and stored in UTC.
+
+The valid events become one Arrow table in the columns of :data:`BATCH_SCHEMA`: the
+contract's stored fields (``timestamp`` named ``ts``) and ``raw_sensor``, the sensor
+directory the file was collected into. That table is what the ingest's SQL reads as
+``batch_events``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import operator
+import zlib
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+
+from spampot.contract import COLUMNS, DECODER, EVENTS, STORED, Event, eventid
+
+# Bytes of decompressed input decoded in one call (a whole number of lines): large enough
+# that the per-call cost vanishes, small enough that one rejected line costs a re-decode of
+# little. Bounds memory per file too: a 64 MB rotated file is read in 16 such pieces.
+CHUNK_BYTES = 4 * 1024 * 1024
+# What a quarantine record keeps of the offending line.
+EXCERPT_BYTES = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """One line (or, with ``line`` 0, the unreadable rest of a file) kept out of the tables."""
+
+    file: str
+    line: int
+    reason: str
+    excerpt: str
+
+
+def arrow_type(sql: str) -> pa.DataType:
+    """The Arrow type of a contract column type (``contract._sql_type``'s spellings)."""
+    if sql.endswith("[]"):
+        return pa.list_(arrow_type(sql[:-2]))
+    if sql.startswith("STRUCT("):
+        inner = sql[len("STRUCT(") : -1]
+        return pa.struct(
+            [
+                (name, arrow_type(kind))
+                for name, kind in (p.split(" ", 1) for p in inner.split(", "))
+            ]
+        )
+    return {
+        "VARCHAR": pa.string(),
+        "INTEGER": pa.int32(),
+        "BIGINT": pa.int64(),
+        "DOUBLE": pa.float64(),
+        "TIMESTAMP": pa.timestamp("us"),
+    }[sql]
+
+
+def _batch_schema() -> pa.Schema:
+    fields = [
+        ("ts" if name == "timestamp" else name, arrow_type(kind)) for name, kind in COLUMNS.items()
+    ]
+    return pa.schema([*fields, ("raw_sensor", pa.string())])
+
+
+BATCH_SCHEMA = _batch_schema()
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+# Per event class: (stored field names in declaration order, its eventid).
+_STORED_OF: dict[type[Event], tuple[tuple[str, ...], str]] = {
+    cls: (tuple(f for f in cls.__struct_fields__ if f in STORED), eventid(cls)) for cls in EVENTS
+}
+
+
+def _excerpt(line: bytes) -> str:
+    return line[:EXCERPT_BYTES].decode("utf-8", "backslashreplace")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid UTF-8 at byte {exc.start}"
+    return str(exc).splitlines()[0][:300]
+
+
+def gunzip_lines(data: bytes) -> tuple[bytes, str | None]:
+    """The whole lines of a gzip file (every member), and why the rest is unreadable if any.
+
+    What a damaged file gives is kept up to its last newline; the cut line and anything the
+    decompressor could not read are the caller's to reject.
+    """
+    out: list[bytes] = []
+    problem: str | None = None
+    rest = data
+    while rest:
+        d = zlib.decompressobj(wbits=31)
+        try:
+            out.append(d.decompress(rest))
+        except zlib.error as exc:
+            problem = f"gzip data unreadable after {sum(map(len, out)):,} bytes: {exc}"
+            break
+        if not d.eof:
+            out.append(d.flush())
+            problem = f"gzip stream cut short after {sum(map(len, out)):,} bytes"
+            break
+        rest = d.unused_data
+    text = b"".join(out)
+    if problem is None:
+        return text, None
+    end = text.rfind(b"\n") + 1
+    if end < len(text):
+        problem += f" (a partial line of {len(text) - end:,} bytes dropped)"
+    return text[:end], problem
+
+
+@dataclass(slots=True)
+class FileEvents:
+    """The valid events of one file, grouped by class, and its rejected lines."""
+
+    rel: str
+    raw_sensor: str
+    events: dict[type[Event], list[Any]] = field(default_factory=lambda: defaultdict(list))
+    rejected: list[Rejected] = field(default_factory=list)
+    lines: int = 0
+    damaged: str | None = None  # why part of the file could not be read
+
+    @property
+    def count(self) -> int:
+        return sum(len(v) for v in self.events.values())
+
+
+def read_events(rel: str, data: bytes) -> FileEvents:
+    """Decode and validate every line of one collected event file (gzip bytes)."""
+    out = FileEvents(rel, rel.split("/", 1)[0])
+    text, problem = gunzip_lines(data)
+    if problem is not None:
+        out.damaged = problem
+        out.rejected.append(Rejected(rel, 0, problem, ""))
+    first_line = 1
+    for chunk in _chunks(text):
+        n = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+        _decode_chunk(out, chunk, first_line)
+        first_line += n
+        out.lines += n
+    return out
+
+
+def _chunks(text: bytes) -> Iterator[bytes]:
+    start = 0
+    while start < len(text):
+        end = text.find(b"\n", start + CHUNK_BYTES)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
+
+
+def _decode_chunk(out: FileEvents, chunk: bytes, first_line: int) -> None:
+    groups = out.events
+    try:
+        decoded = DECODER.decode_lines(chunk)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        pass  # some line is bad: find it (and every other) line by line
+    else:
+        for event in decoded:
+            groups[type(event)].append(event)
+        return
+    for number, line in enumerate(chunk.split(b"\n"), first_line):
+        if not line.strip():
+            continue
+        try:
+            event = DECODER.decode(line)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+            out.rejected.append(Rejected(out.rel, number, _reason(exc), _excerpt(line)))
+        else:
+            groups[type(event)].append(event)
+
+
+def _column(name: str, values: list[Any]) -> pa.Array:
+    kind = BATCH_SCHEMA.field("ts" if name == "timestamp" else name).type
+    if name == "timestamp":
+        # Microseconds since the epoch by timedelta arithmetic (in C, any UTC offset): a list
+        # of aware datetimes would make Arrow call their tzinfo once per value.
+        micros = [(d - _EPOCH) // _MICROSECOND for d in values]
+        return pa.array(micros, pa.int64()).cast(kind)
+    if name == "auth":
+        values = [
+            None
+            if a is None
+            else {"method": a.method, "username": a.username, "password": a.password}
+            for a in values
+        ]
+    elif pa.types.is_list(kind):
+        # Flat values and offsets: several times cheaper than converting nested lists.
+        lengths = [0 if v is None else len(v) for v in values]
+        offsets = pa.array([0, *itertools.accumulate(lengths)], pa.int32())
+        flat = pa.array([item for v in values if v is not None for item in v], kind.value_type)
+        mask = pa.array([v is None for v in values]) if None in values else None
+        return pa.ListArray.from_arrays(offsets, flat, type=kind, mask=mask)
+    return pa.array(values, kind)
+
+
+def to_table(files: list[FileEvents], eventids: frozenset[str] | None = None) -> pa.Table:
+    """The stored columns of the valid events of ``files`` (those of ``eventids``, if given),
+    as ``BATCH_SCHEMA``."""
+    parts: list[pa.Table] = []
+    by_class: dict[type[Event], list[tuple[str, list[Any]]]] = defaultdict(list)
+    for f in files:
+        for cls, events in f.events.items():
+            if eventids is None or _STORED_OF[cls][1] in eventids:
+                by_class[cls].append((f.raw_sensor, events))
+    for cls, pieces in by_class.items():
+        names, tag = _STORED_OF[cls]
+        events = [e for _, piece in pieces for e in piece]
+        if not events:
+            continue
+        n = len(events)
+        arrays: dict[str, pa.Array] = {}
+        for name in names:
+            values = list(map(operator.attrgetter(name), events))
+            arrays["ts" if name == "timestamp" else name] = _column(name, values)
+        arrays["eventid"] = pa.array([tag] * n, pa.string())
+        arrays["raw_sensor"] = pa.array(
+            [sensor for sensor, piece in pieces for _ in range(len(piece))], pa.string()
+        )
+        parts.append(
+            pa.table(
+                [arrays[f.name] if f.name in arrays else pa.nulls(n, f.type) for f in BATCH_SCHEMA],
+                schema=BATCH_SCHEMA,
+            )
+        )
+    if not parts:
+        return BATCH_SCHEMA.empty_table()
+    return pa.concat_tables(parts)
