@@ -19,6 +19,10 @@ from spampot.protocols.proxy import ProxyRequest
 
 IN_CI = os.environ.get("CI") == "true"
 
+# The differential tests' servers (tests/differential/differential_fixtures.py).
+sys.path.insert(0, str(Path(__file__).parent / "differential"))
+pytest_plugins = ["differential_fixtures"]
+
 
 def need_tool(name: str) -> str:
     """The tool's path; skip when it is missing, except in CI where it must be there."""
