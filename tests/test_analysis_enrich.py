@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analysis_data import SensorData, write_ip2asn, write_mmdbs
-from spampot.analysis.campaigns import message_text, shingles, tokens_of
+from spampot.analysis.campaigns import MAX_TEXT_CHARS, message_text, shingles, tokens_of
 from spampot.analysis.enrich import (
     Enricher,
     GeoInfo,
@@ -83,7 +83,17 @@ def test_ip2asn_arbitrary_bytes(tmp_path_factory, data):
         source = Ip2AsnSource(path)
     except GeoSourceError:
         return
-    source.lookup("1.2.3.4")
+    # Loaded: the first address of every range it kept is found, with an AS number; text
+    # that is no address is found nowhere.
+    import ipaddress
+
+    for version, ranges in source._ranges.items():
+        for start, end, _asn, _country, _name in ranges:
+            assert start <= end
+            address = ipaddress.IPv6Address(start) if version == 6 else ipaddress.IPv4Address(start)
+            found = source.lookup(str(address))
+            assert isinstance(found.get("asn"), int), (version, start, found)
+    assert source.lookup("not an address") == {}
 
 
 def test_precedence_and_label(dbs):
@@ -151,4 +161,36 @@ def test_message_text_odd_encodings(encoding, charset, body):
         b"Content-Type: text/html; charset=" + charset.encode() + b"\r\n"
         b"Content-Transfer-Encoding: " + encoding.encode() + b"\r\n\r\n" + body + b"\r\n--XX--\r\n"
     )
-    message_text(raw)
+    subject, text = message_text(raw)
+    # The encoded word says "hello" in every charset Python knows; an unknown one is read as
+    # Latin-1, which still spells it.
+    assert subject == "hello"
+    assert isinstance(text, str) and len(text) <= MAX_TEXT_CHARS
+    if encoding == "8bit" and charset in ("utf-8", "latin-1") and b"<" not in body:
+        assert body.decode(charset, "replace").strip() in text or b"--XX" in body
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (
+            "=?big5?B?" + __import__("base64").b64encode("發票".encode("big5")).decode() + "?=",
+            "發票",
+        ),
+        (
+            "=?gb2312?B?" + __import__("base64").b64encode("发票".encode("gb2312")).decode() + "?=",
+            "发票",
+        ),
+        ("=?utf-8?Q?caf=C3=A9?= ok", "café ok"),
+    ],
+)
+def test_subjects_are_decoded(header, expected):
+    raw = b"Subject: " + header.encode() + b"\r\n\r\nbody\r\n"
+    assert message_text(raw)[0] == expected
+
+
+# Big5 without a label cannot be told from GB 18030 (which decodes almost any bytes).
+@pytest.mark.parametrize("charset", ["utf-8", "gb18030"])
+def test_raw_subject_bytes_are_decoded(charset):
+    raw = b"Subject: " + "優惠 發票".encode(charset) + b"\r\n\r\nbody\r\n"
+    assert message_text(raw)[0] == "優惠 發票"

@@ -408,7 +408,14 @@ FUZZ = settings(
 @FUZZ
 @given(state=state_values)
 def test_any_worker_file_is_read_without_a_traceback(tmp_path, state):
-    read_state(tmp_path, state)
+    report = read_state(tmp_path, state)
+    # Whatever the file held, the totals are counts: never negative, never a foreign type.
+    totals = report["traffic"]["totals"]
+    assert isinstance(totals["messages"], int) and totals["messages"] >= 0
+    assert all(
+        isinstance(k, str) and isinstance(v, int) and v >= 0
+        for k, v in totals["proxy_requests"].items()
+    )
 
 
 @FUZZ

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -266,6 +267,19 @@ def _date(value: str | None) -> dt.date | None:
     "--threads", type=click.IntRange(0), default=0, help="DuckDB threads (0: one per core)."
 )
 @click.option("--memory-limit", default="3GB", show_default=True)
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "spark"]),
+    default="duckdb",
+    show_default=True,
+    help="Run the report's SQL on DuckDB here, or on Apache Spark (pip install spampot[spark]).",
+)
+@click.option(
+    "--spark-master",
+    metavar="URL",
+    help="Spark master (spark://host:7077, yarn, k8s://...); default: what spark-submit"
+    " set, else local[*].",
+)
 def report(
     inventory: Path | None,
     warehouse: Path | None,
@@ -282,6 +296,8 @@ def report(
     quiet: bool,
     threads: int,
     memory_limit: str,
+    engine: str,
+    spark_master: str | None,
 ) -> None:
     """The paper's Tables 2–6 and Figures 2–3, and more, from the warehouse."""
     from rich.console import Console
@@ -309,7 +325,14 @@ def report(
         top=top, period=period, campaign_sample=campaign_sample, raw_dir=raw_dir
     )
     started = time.perf_counter()
-    con = open_warehouse(warehouse, flt, info, threads=threads, memory_limit=memory_limit)
+    if engine == "spark":
+        try:
+            from spampot.analysis.spark import open_spark_warehouse, spark_session
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise click.ClickException(f"--engine spark needs PySpark: {exc}") from exc
+        con: Any = open_spark_warehouse(spark_session(spark_master), warehouse, flt, info)
+    else:
+        con = open_warehouse(warehouse, flt, info, threads=threads, memory_limit=memory_limit)
     try:
         if _on_terminal() and not quiet:
             with Progress(

@@ -84,7 +84,11 @@ def build_report(
 
     notes: list[str] = []
     tables = [
-        general_table(general, sum(r[2] for r in outcomes)),
+        general_table(
+            general,
+            sum(r[2] for r in outcomes if r[0] in ("HTTP", "SOCKS")),
+            sum(r[2] for r in outcomes if r[0] not in ("HTTP", "SOCKS")),
+        ),
         countries_table(country_day, top),
         ases_table(ases, general),
         ports_table(port_day),
@@ -172,7 +176,7 @@ def quarantine_notes(con: duckdb.DuckDBPyConnection) -> list[str]:
 # --- the tables ----------------------------------------------------------------------------
 
 
-def general_table(row: tuple, proxy_requests: int) -> Table:
+def general_table(row: tuple, proxy_requests: int, junk: int = 0) -> Table:
     first, last, days_with_data, emails, recipients, ips, ases, countries = row[:8]
     emails = int(emails or 0)
     recipients = int(recipients or 0)
@@ -190,6 +194,7 @@ def general_table(row: tuple, proxy_requests: int) -> Table:
         ("Unique ASes sending spam", int(ases or 0)),
         ("Unique Country Codes", int(countries or 0)),
         ("Proxy requests (HTTP and SOCKS)", int(proxy_requests)),
+        ("Proxy connections in neither protocol (junk)", int(junk)),
     ]
     return Table(
         "table2_general",
