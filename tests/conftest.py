@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -116,6 +117,26 @@ class Sensor:
         self.proc = None
         return code
 
+    def kill(self, everything: bool = True, timeout: float = 30) -> None:
+        """SIGKILL. ``everything``: every process of the sensor at once, writers first (the
+        OOM killer, systemd's last resort); else the main process alone, and then wait until
+        the processes it leaves (its writer, which closes the event log on losing it) exit."""
+        from sshd import descendants
+
+        assert self.proc is not None
+        others = descendants(self.proc.pid)
+        if everything:
+            for pid in reversed(others):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.proc = None
+        deadline = time.monotonic() + timeout
+        while any(_alive(pid) for pid in others):
+            assert time.monotonic() < deadline, f"processes of the killed sensor left: {others}"
+            time.sleep(0.02)
+
     def events(self) -> list[dict]:
         """Every event written so far: the live file and the rotated ones.
 
@@ -157,6 +178,16 @@ def check_contract(line: bytes) -> None:
         DECODER.decode(line)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise AssertionError(f"event breaks the contract ({exc}): {line[:500]!r}") from None
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, or a pid reused by another process's child, does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] != b"Z"
 
 
 def write_config(path: Path, data_dir: Path, ports: dict[str, int], extra: str = "") -> None:

@@ -6,7 +6,6 @@ present documentation addresses that the fixture databases place in Taiwan and t
 
 from __future__ import annotations
 
-import gzip
 import shutil
 import socket
 import time
@@ -97,14 +96,10 @@ def test_real_sensor_files_to_report(sensor_factory, tmp_path):
     sensor.wait_events(lambda ev: sum(e["eventid"] == "spampot.session.close" for e in ev) >= 3)
     assert sensor.stop() == 0
 
-    # What collection would mirror: spool/ as raw/<sensor>/, and the live event log rotated
-    # as the sensor rotates it.
+    # What collection would mirror: spool/ as raw/<sensor>/ (the stop closed the event log
+    # into spool/events/).
     raw = tmp_path / "raw" / "test-sensor"
     shutil.copytree(sensor.data_dir / "spool", raw)
-    live = (sensor.data_dir / "events" / "current.jsonl").read_bytes()
-    (raw / "events").mkdir(exist_ok=True)
-    hour = time.strftime("%Y%m%dT%H", time.gmtime())
-    (raw / "events" / f"test-sensor-{hour}-9.jsonl.gz").write_bytes(gzip.compress(live))
 
     country, asn = write_mmdbs(tmp_path)
     enricher = build_enricher(

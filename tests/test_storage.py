@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from spampot.config import ConfigError, load_config
-from spampot.sensor.events import Clock, EventBuffer, EventFile, RotationPolicy
+from spampot.sensor.events import (
+    Clock,
+    EventBuffer,
+    EventFile,
+    RotationPolicy,
+    recover_event_files,
+)
 from spampot.sensor.paths import ip_component, name_component
 from spampot.sensor.spool import Spool, SpoolItem
 
@@ -48,8 +54,13 @@ def test_hourly_rotation_names_the_hour_and_loses_nothing(tmp_path):
     ef = make_file(tmp_path)
     ef.append(lines(10), T0)
     ef.append(lines(5, 10), T0 + HOUR + 1)  # next hour: the first ten go to a rotated file
-    ef.close()
+    ef.settle()
     assert [p.name for p in rotated(tmp_path)] == ["sensor-a-20270115T08.jsonl.gz"]
+    ef.close()  # the stop closes the second hour's file too
+    assert [p.name for p in rotated(tmp_path)] == [
+        "sensor-a-20270115T08.jsonl.gz",
+        "sensor-a-20270115T09.jsonl.gz",
+    ]
     assert all_numbers(tmp_path) == list(range(15))
 
 
@@ -74,10 +85,23 @@ def test_size_rotation_numbers_files_and_never_reuses_a_collected_name(tmp_path)
     assert all_numbers(tmp_path)[-10:] == list(range(20, 30))
 
 
-def test_torn_last_line_is_dropped_and_aside_file_finished_at_open(tmp_path):
+def test_close_rotates_the_live_file_into_the_spool(tmp_path):
+    """A stop leaves no event in events/: the collector gets the last events of a run."""
     ef = make_file(tmp_path)
-    ef.append(lines(3), T0)
+    ef.append(lines(4), T0)
     ef.close()
+    assert [p.name for p in rotated(tmp_path)] == ["sensor-a-20270115T08.jsonl.gz"]
+    assert list((tmp_path / "events").glob("*.jsonl")) == []
+    assert all_numbers(tmp_path) == [0, 1, 2, 3]
+    ef = make_file(tmp_path)  # a run that logged nothing leaves nothing
+    ef.close()
+    assert len(rotated(tmp_path)) == 1
+    assert list((tmp_path / "events").glob("*.jsonl")) == []
+
+
+def test_torn_last_line_is_dropped_and_what_a_kill_left_closed_at_open(tmp_path):
+    ef = make_file(tmp_path)
+    ef.append(lines(3), T0)  # then killed: no close
     live = tmp_path / "events" / "current.jsonl"
     with open(live, "ab") as f:
         f.write(b'{"n": 99, "timest')  # a kill in the middle of a write
@@ -85,20 +109,45 @@ def test_torn_last_line_is_dropped_and_aside_file_finished_at_open(tmp_path):
     aside.write_bytes(b"".join(lines(2, 100)))  # a kill in the middle of a rotation
     ef = EventFile(tmp_path, "sensor-a", RotationPolicy())
     ef.open(T0 + 10)
-    ef.close()
     assert not aside.exists()
+    assert [p.name for p in rotated(tmp_path)] == [
+        "sensor-a-20270115T07.jsonl.gz",
+        "sensor-a-20270115T08.jsonl.gz",
+    ]
     assert all_numbers(tmp_path) == [0, 1, 2, 100, 101]
-    assert live.read_bytes().endswith(b"\n")
+    assert live.read_bytes() == b""  # a new live file, for this run
+    ef.close()
+    assert not live.exists()
 
 
-def test_open_rotates_a_file_left_from_an_earlier_hour(tmp_path):
-    ef = make_file(tmp_path)
-    ef.append(lines(2), T0)
-    ef.close()
-    ef = EventFile(tmp_path, "sensor-a", RotationPolicy())
-    ef.open(T0 + 5 * HOUR)
-    ef.close()
-    assert [p.name for p in rotated(tmp_path)] == ["sensor-a-20270115T08.jsonl.gz"]
+def test_start_closes_every_workers_leftovers_also_of_workers_gone(tmp_path):
+    """recover_event_files at start: worker k's files keep worker k's names, and a worker the
+    new configuration no longer has (here w3) is closed all the same."""
+    Spool(tmp_path).prepare()
+    events = tmp_path / "events"
+    events.mkdir()
+    (events / "current.jsonl").write_bytes(b"".join(lines(2)))
+    (events / "rotating-w1-20270115T07.jsonl").write_bytes(b"".join(lines(2, 10)))
+    (events / "rotating-w1-20270115T07.1.jsonl").write_bytes(b"".join(lines(2, 12)))
+    (events / "current-w1.jsonl").write_bytes(b"".join(lines(1, 20)) + b'{"n": 2')
+    (events / "current-w3.jsonl").write_bytes(b"".join(lines(3, 30)))
+    (events / "notes.jsonl").write_bytes(b"a person's file\n")
+    closed = recover_event_files(tmp_path, "sensor-a", RotationPolicy())
+    assert closed == 5
+    assert [p.name for p in rotated(tmp_path)] == [
+        "sensor-a-20270115T08.jsonl.gz",
+        "sensor-a.w1-20270115T07-1.jsonl.gz",
+        "sensor-a.w1-20270115T07.jsonl.gz",
+        "sensor-a.w1-20270115T08.jsonl.gz",
+        "sensor-a.w3-20270115T08.jsonl.gz",
+    ]
+    first = gzip.decompress(
+        (tmp_path / "spool/events/sensor-a.w1-20270115T07.jsonl.gz").read_bytes()
+    )
+    assert [json.loads(x)["n"] for x in first.splitlines()] == [10, 11]  # the older aside first
+    assert all_numbers(tmp_path) == [0, 1, 10, 11, 12, 13, 20, 30, 31, 32]
+    assert sorted(p.name for p in events.glob("*.jsonl")) == ["notes.jsonl"]
+    assert recover_event_files(tmp_path, "sensor-a", RotationPolicy()) == 0
 
 
 def test_event_buffer_lines_are_single_json_lines_whatever_the_client_sent():

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
+import fcntl
 import os
 import resource
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -18,7 +21,13 @@ from typing import TextIO
 from spampot import __version__
 from spampot.config import Config, ConfigError
 from spampot.sensor import metrics as state
-from spampot.sensor.events import Clock, EventBuffer, EventFile, RotationPolicy
+from spampot.sensor.events import (
+    Clock,
+    EventBuffer,
+    EventFile,
+    RotationPolicy,
+    recover_event_files,
+)
 from spampot.sensor.housekeeping import Housekeeper
 from spampot.sensor.paths import name_component
 from spampot.sensor.privileges import PrivilegeError, drop_privileges
@@ -28,7 +37,12 @@ from spampot.sensor.writer import Writer, fork_writer
 
 # Sockets, identity, processes, the health recorder and the metrics listener are set up once.
 RESTART_SECTIONS = ("sensor", "ports", "health", "metrics")
+CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 DRAIN_SECONDS = 10.0  # SIGTERM: how long open sessions may take to finish
+LOCK_FILE = "sensor.lock"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_LIBC = ctypes.CDLL(None, use_errno=True)
+LOCK_WAIT_SECONDS = 60.0  # a start waits this long for the previous run's last process
 ERROR_REPORT_SECONDS = 10.0  # at most one sensor.error about storage per interval
 
 
@@ -85,6 +99,39 @@ def bind_listeners(config: Config, copies: int = 1) -> tuple[list[list[Listener]
     return per_worker, errors
 
 
+def lock_data_dir(data_dir: Path, wait: float = LOCK_WAIT_SECONDS) -> int:
+    """Hold ``state/sensor.lock`` for the life of the sensor; returns the descriptor.
+
+    Every process of the sensor inherits it, so the lock lasts until the last one is gone: a
+    start waits while a writer of the previous run still closes its files (its event loop was
+    killed alone), and a second sensor on the same data dir is refused.
+    """
+    path = state.state_dir(data_dir) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise BlockingIOError(
+                    f"another sensor holds {path} (a sensor on this data dir is running)"
+                ) from None
+            time.sleep(0.05)
+
+
+def stop_with_parent(parent: int) -> None:
+    """In a worker: SIGTERM (a drain, then a clean stop) when the supervisor is gone, even
+    killed with SIGKILL, rather than serving on, orphaned (prctl(2) PR_SET_PDEATHSIG)."""
+    if _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        return  # not Linux: the supervisor's own stop still reaches the workers
+    if os.getppid() != parent:  # gone before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def raise_fd_limit() -> int:
     """Every connection is a descriptor: lift the soft limit to the hard one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -103,6 +150,23 @@ def run_sensor(
 
     ``reload`` re-reads the configuration on SIGHUP (the command line's overrides included).
     """
+    # Until a process can act on them (drain, forward, reload), the stop and reload signals
+    # wait, blocked: a SIGTERM during start-up stops the sensor cleanly once it can, instead of
+    # killing it half-started (its event file left open, its workers orphaned). Forked
+    # processes inherit the mask; each unblocks once its handlers are in place.
+    signal.pthread_sigmask(signal.SIG_BLOCK, CONTROL_SIGNALS)
+    try:
+        return _run_sensor(config, log, reload)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, CONTROL_SIGNALS)
+
+
+def _run_sensor(config: Config, log: TextIO, reload: Callable[[], Config] | None) -> int:
+    try:
+        lock_data_dir(config.data_dir)
+    except (BlockingIOError, OSError) as exc:
+        print(f"spampot: {exc}", file=log)
+        return 2
     raise_fd_limit()
     spool = Spool(config.data_dir, config.spool.compress_level)
     published, removed = spool.prepare()
@@ -126,11 +190,14 @@ def run_sensor(
         return 2
     if who:
         print(f"spampot: {who}", file=log)
+    policy = RotationPolicy(config.events.rotate_bytes, config.spool.compress_level)
+    closed = recover_event_files(config.data_dir, name_component(config.sensor_name), policy)
     detail = "; ".join(
         text
         for count, text in (
             (published, f"published {published} whole staged message(s) left in tmp/"),
             (removed, f"removed {removed} partial file(s) from tmp/"),
+            (closed, f"closed {closed} event file(s) left in events/ into spool/events/"),
         )
         if count
     )
@@ -154,9 +221,11 @@ def _supervise(
 ) -> int:
     """Fork one worker per SO_REUSEPORT socket set and wait for them."""
     children: dict[int, int] = {}
+    supervisor = os.getpid()
     for k, listeners in enumerate(per_worker):
         pid = os.fork()
         if pid == 0:
+            stop_with_parent(supervisor)
             for j, others in enumerate(per_worker):
                 if j != k:
                     for listener in others:
@@ -176,8 +245,9 @@ def _supervise(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in CONTROL_SIGNALS:
         signal.signal(signum, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, CONTROL_SIGNALS)  # what waited is forwarded now
     status = 0
     while children:
         try:
@@ -290,6 +360,10 @@ async def _serve(
                 start_serving=False,
             )
         )
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, CONTROL_SIGNALS)  # a stop that waited acts now
     labels = [listener.label for listener in listeners]
     buffer.emit(
         "sensor.start",
@@ -306,9 +380,6 @@ async def _serve(
     if worker == 0:
         print(f"spampot: sensor {sensor} listening on {', '.join(labels)}", file=sys.stderr)
 
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     flusher = asyncio.create_task(_flush_every(writer, lambda: current.events.flush_interval))
     housekeeping = asyncio.create_task(keeper.run())
     await stop.wait()

@@ -168,7 +168,9 @@ class EventFile:
 
     Rotation renames the live file aside, gzips it into ``tmp/`` and renames the result into
     ``spool/events/``: a crash at any step leaves either the aside file (finished at the next
-    start) or a complete rotated file, never a torn one.
+    start) or a complete rotated file, never a torn one. A stop rotates too (:meth:`close`), and
+    a start after a crash closes what the crash left (:meth:`recover`), so the collector never
+    waits for the next hour, or the next start, to get the last events of a run.
     """
 
     def __init__(
@@ -191,17 +193,39 @@ class EventFile:
     # --- start-up ---------------------------------------------------------------------------
 
     def open(self, now: float) -> None:
+        self.recover(now)
+        self._open_fd(now)
+
+    def recover(self, now: float) -> int:
+        """Close into ``spool/events/`` whatever a previous run of this worker left in
+        ``events/`` (the live file of a killed run, files renamed aside for a rotation that a
+        crash interrupted); returns how many files were closed. Synchronous: on return every
+        one is a whole gzip in ``spool/events/``, or still in ``events/`` if the disk refused.
+        """
         self.events_dir.mkdir(parents=True, exist_ok=True)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        for aside in sorted(self.events_dir.glob(f"rotating{self.suffix}-*.jsonl")):
-            self._compress(aside, aside.name.split("-", 1)[1].removesuffix(".jsonl"))
+        closed = 0
         if self.path.exists():
             self._drop_torn_tail()
-            hour = self._first_hour()
-            if hour is not None and hour != _hour(now):
-                self._hour = hour
-                self._rotate()
-        self._open_fd(now)
+            if self.path.stat().st_size == 0:
+                self.path.unlink()
+            else:
+                self._hour = self._first_hour() or _hour(now)
+                os.rename(self.path, self._aside_path())
+        for aside, hour in self._asides():
+            self._compress(aside, hour)
+            closed += 1
+        self._hour = ""
+        return closed
+
+    def _asides(self) -> list[tuple[Path, str]]:
+        """This worker's files renamed aside, oldest first, with the hour each holds."""
+        found = []
+        for path in self.events_dir.glob(f"rotating{self.suffix}-*.jsonl"):
+            match = _ASIDE.fullmatch(path.name)
+            if match and (match["worker"] or "") == self.suffix:
+                found.append((match["hour"], int(match["n"] or 0), path))
+        return [(path, hour) for hour, _, path in sorted(found)]
 
     def _drop_torn_tail(self) -> None:
         """A kill during a write can leave half a line at the end: that event was in flight."""
@@ -258,7 +282,15 @@ class EventFile:
             self._open_fd(now)
 
     def close(self) -> None:
+        """Stop: the live file is rotated into ``spool/events/`` (and every rotation still
+        compressing finished), so a stopped sensor leaves no event where the collector does not
+        look. An empty live file is removed."""
         self._close_fd()
+        with contextlib.suppress(FileNotFoundError):
+            if self.path.stat().st_size:
+                self._rotate()
+            else:
+                self.path.unlink()
         if self._compressor is not None:
             self._compressor.shutdown(wait=True)
             self._compressor = None
@@ -278,11 +310,7 @@ class EventFile:
 
     def _rotate(self) -> None:
         self._close_fd()
-        aside = self.events_dir / f"rotating{self.suffix}-{self._hour}.jsonl"
-        n = 0
-        while aside.exists():  # a size rotation in the same hour, not yet compressed
-            n += 1
-            aside = self.events_dir / f"rotating{self.suffix}-{self._hour}.{n}.jsonl"
+        aside = self._aside_path()
         os.rename(self.path, aside)
         self._size = 0
         # Compressing 64 MB takes a second or two: off the path of the next batch. One thread,
@@ -290,12 +318,16 @@ class EventFile:
         # leaves the aside file, which the next start compresses.
         if self._compressor is None:
             self._compressor = ThreadPoolExecutor(1, thread_name_prefix="spampot-rotate")
-        self._pending.append(
-            self._compressor.submit(
-                self._compress_quietly, aside, aside.name.split("-", 1)[1].removesuffix(".jsonl")
-            )
-        )
+        self._pending.append(self._compressor.submit(self._compress_quietly, aside, self._hour))
         self._pending = [f for f in self._pending if not f.done()]
+
+    def _aside_path(self) -> Path:
+        aside = self.events_dir / f"rotating{self.suffix}-{self._hour}.jsonl"
+        n = 0
+        while aside.exists():  # a size rotation in the same hour, not yet compressed
+            n += 1
+            aside = self.events_dir / f"rotating{self.suffix}-{self._hour}.{n}.jsonl"
+        return aside
 
     def settle(self) -> None:
         """Wait until every rotated file is compressed into ``spool/events/``."""
@@ -303,12 +335,12 @@ class EventFile:
             future.result()
         self._pending = []
 
-    def _compress_quietly(self, aside: Path, stamp: str) -> None:
+    def _compress_quietly(self, aside: Path, hour: str) -> None:
         with contextlib.suppress(OSError):  # e.g. disk full: the aside waits for the next start
-            self._compress(aside, stamp)
+            self._compress(aside, hour)
 
-    def _compress(self, aside: Path, stamp: str) -> None:
-        name = self._next_name(stamp.split(".", 1)[0])
+    def _compress(self, aside: Path, hour: str) -> None:
+        name = self._next_name(hour)
         data = aside.read_bytes()
         tmp = self.tmp_dir / ("events-" + name)
         tmp.write_bytes(gzip_bytes(data, self.policy.compress_level))
@@ -342,6 +374,29 @@ class EventFile:
         tmp_state.write_text(f"{hour} {n}\n")
         os.rename(tmp_state, state)
         return name
+
+
+# rotating[-w<k>]-<YYYYmmddTHH>[.<n>].jsonl: a live file renamed aside for compression.
+_ASIDE = re.compile(
+    r"rotating(?P<worker>-w[0-9]+)?-(?P<hour>[0-9]{8}T[0-9]{2})(?:\.(?P<n>[0-9]+))?\.jsonl"
+)
+# current[-w<k>].jsonl: a worker's live file.
+_LIVE = re.compile(r"current(?:-w(?P<worker>[0-9]+))?\.jsonl")
+
+
+def recover_event_files(data_dir: Path, sensor: str, policy: RotationPolicy) -> int:
+    """At start, before any worker: close every event file a previous run left in ``events/``
+    (of any worker, also of workers this run does not have) into ``spool/events/``."""
+    events_dir = data_dir / "events"
+    workers: set[int] = set()
+    for path in events_dir.glob("*.jsonl") if events_dir.is_dir() else ():
+        live, aside = _LIVE.fullmatch(path.name), _ASIDE.fullmatch(path.name)
+        if live:
+            workers.add(int(live["worker"] or 0))
+        elif aside:
+            workers.add(int((aside["worker"] or "-w0")[2:]))
+    now = time.time()
+    return sum(EventFile(data_dir, sensor, policy, k).recover(now) for k in sorted(workers))
 
 
 def _hour(t: float) -> str:

@@ -379,6 +379,7 @@ def fork_writer(
         # Signals go to the sensor, which drains and then tells the writer to close.
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
         code = 1
         try:
             event_file.open(time.time())
