@@ -12,7 +12,7 @@ import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from spampot.protocols.http_proxy import MAX_BODY_BYTES, MAX_HEADER_BYTES
 from spampot.protocols.proxy import ProxyPolicy
@@ -39,8 +39,23 @@ class ConfigError(ValueError):
     """The configuration file is unreadable or holds a wrong key or value."""
 
 
+# Restart-only keys, declared here and nowhere else: a SIGHUP keeps their running values and
+# the sensor.reload event names the ones that changed. A whole section is restart-only when its
+# class says RESTART_ONLY = True (sockets, identity, processes, the health recorder, the metrics
+# listener are set up once); a single key when its field carries this metadata (what the writer
+# process was started with).
+_RESTART = "restart_only"
+
+
+def restart_only(default: Any) -> Any:
+    """A field whose value only a restart changes."""
+    return field(default=default, metadata={_RESTART: True})
+
+
 @dataclass(frozen=True, slots=True)
 class SensorSection:
+    RESTART_ONLY: ClassVar[bool] = True
+
     name: str = ""  # "" = this machine's short host name
     hostname: str = ""  # banner name on direct SMTP; "" = this machine's host name
     data_dir: str = "/var/lib/spampot"
@@ -105,6 +120,8 @@ class SmtpSection:
 
 @dataclass(frozen=True, slots=True)
 class PortsSection:
+    RESTART_ONLY: ClassVar[bool] = True
+
     smtp: tuple[int, ...] = TABLE1_SMTP
     http: tuple[int, ...] = TABLE1_HTTP
     socks: tuple[int, ...] = TABLE1_SOCKS
@@ -143,8 +160,8 @@ class ProxySection:
 
 @dataclass(frozen=True, slots=True)
 class SpoolSection:
-    compress_level: int = 6
-    fsync: bool = True
+    compress_level: int = restart_only(6)
+    fsync: bool = restart_only(True)
     # Under either floor (or past the quota) the SMTP emulator answers 452 4.3.1 at MAIL,
     # as a real MTA short of queue space does; the spammer retries later.
     min_free_bytes: int = 256 * 1024 * 1024
@@ -154,13 +171,15 @@ class SpoolSection:
 
 @dataclass(frozen=True, slots=True)
 class EventsSection:
-    rotate_bytes: int = 64 * 1024 * 1024
+    rotate_bytes: int = restart_only(64 * 1024 * 1024)
     flush_interval: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class HealthSection:
     """What ``spampot health`` measures and how the daemon keeps its counters."""
+
+    RESTART_ONLY: ClassVar[bool] = True
 
     interface: str = ""  # capture interface; "" = the one holding the default route
     # Where boot time, uptime, load and interface counters are read (node_exporter's
@@ -179,6 +198,8 @@ class HealthSection:
 @dataclass(frozen=True, slots=True)
 class MetricsSection:
     """The Prometheus management listener (off by default)."""
+
+    RESTART_ONLY: ClassVar[bool] = True
 
     enabled: bool = False
     address: str = "127.0.0.1"
@@ -223,6 +244,42 @@ class Config:
             for port in (*self.ports.http, *self.ports.socks):
                 roles.setdefault(port, "proxy")
         return sorted(roles.items())
+
+
+def restart_only_keys() -> list[str]:
+    """``section.key`` for every restart-only key, in the order of the file."""
+    keys = []
+    for section in dataclasses.fields(Config):
+        cls = _SECTIONS[section.name]
+        whole = getattr(cls, "RESTART_ONLY", False)
+        keys += [
+            f"{section.name}.{f.name}"
+            for f in dataclasses.fields(cls)
+            if whole or f.metadata.get(_RESTART, False)
+        ]
+    return keys
+
+
+def restart_needed(old: Config, new: Config) -> list[str]:
+    """The restart-only keys whose value differs between ``old`` and ``new``."""
+    return [key for key in restart_only_keys() if _value(old, key) != _value(new, key)]
+
+
+def keep_restart_only(new: Config, running: Config) -> Config:
+    """``new`` with every restart-only key put back to its ``running`` value."""
+    changes: dict[str, dict[str, Any]] = {}
+    for key in restart_only_keys():
+        section, name = key.split(".")
+        changes.setdefault(section, {})[name] = _value(running, key)
+    return dataclasses.replace(
+        new,
+        **{s: dataclasses.replace(getattr(new, s), **kv) for s, kv in changes.items()},
+    )
+
+
+def _value(config: Config, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
 
 
 _SECTIONS: dict[str, type] = {

@@ -9,8 +9,8 @@ commits it as one batch (group commit): stage every message in ``tmp/``, sync, r
 ``spool/``, append the event lines in order, sync; then it answers which messages are stored.
 Only then do the sessions answer ``250 ... queued`` (invariant 2).
 
-Frames are a 4-byte length and a pickle. Both ends are this module, in processes of one
-sensor: nothing from a client is ever unpickled, only bytes the event loop packed.
+What goes over the socket pair are the typed records of :mod:`spampot.sensor.frames`
+(msgspec structs in MessagePack frames; nothing is pickled).
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import pickle
 import queue
 import select
 import signal
 import socket
-import struct
 import threading
 import time
 import traceback
@@ -32,35 +30,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from spampot.sensor.events import EventBuffer, EventFile
+from spampot.sensor.frames import (
+    Acks,
+    Answer,
+    Close,
+    Lines,
+    Message,
+    Reopen,
+    Request,
+    Sync,
+    Synced,
+    answer_reader,
+    encode,
+    request_reader,
+)
 from spampot.sensor.spool import Spool, SpoolItem, syncfs
 
 StoredCallback = Callable[[bool], None]
-_HEADER = struct.Struct("!I")
-MAX_LINES_KEPT = 200_000  # event lines held while the disk refuses them; oldest dropped first
+MAX_BYTES_KEPT = 64 * 1024 * 1024  # event lines held while the disk refuses them; oldest dropped
 IDLE_TICK = 1.0  # seconds: the writer wakes at least this often to rotate the log on the hour
-
-
-def _frame(obj: Any) -> bytes:
-    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(payload)) + payload
-
-
-class _FrameReader:
-    """Splits a byte stream into unpickled frames."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> list[Any]:
-        self._buf += data
-        frames = []
-        while len(self._buf) >= 4:
-            (size,) = _HEADER.unpack_from(self._buf)
-            if len(self._buf) < 4 + size:
-                break
-            frames.append(pickle.loads(self._buf[4 : 4 + size]))
-            del self._buf[: 4 + size]
-        return frames
 
 
 # --- event-loop side ------------------------------------------------------------------------
@@ -84,10 +72,10 @@ class Writer(asyncio.Protocol):
         self.lost = False
         self._closing = False
         self._transport: asyncio.Transport | None = None
-        self._reader = _FrameReader()
+        self._reader = answer_reader()
         self._next_id = 0
         self._waiting: dict[int, StoredCallback] = {}
-        self._queue: list[tuple] = []  # ("msg", id, relpath, data, line) | ("lines", [...])
+        self._queue: list[Request] = []
         self._scheduled = False
         self._syncs: dict[int, asyncio.Future[None]] = {}
 
@@ -109,15 +97,14 @@ class Writer(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        for kind, *rest in self._reader.feed(data):
-            if kind == "acks":
-                stored, error = rest
-                if error is not None and self.on_error is not None:
-                    self.on_error(error)
-                for msg_id, ok in stored:
+        for record in self._reader.feed(data):
+            if isinstance(record, Acks):
+                if record.error is not None and self.on_error is not None:
+                    self.on_error(record.error)
+                for msg_id, ok in zip(record.ids, record.stored, strict=True):
                     self._waiting.pop(msg_id)(ok)
-            elif kind == "synced":
-                fut = self._syncs.pop(rest[0], None)
+            elif isinstance(record, Synced):
+                fut = self._syncs.pop(record.token, None)
                 if fut is not None and not fut.done():
                     fut.set_result(None)
 
@@ -144,7 +131,7 @@ class Writer(asyncio.Protocol):
         self._next_id += 1
         self._waiting[self._next_id] = done
         self._take_lines()
-        self._queue.append(("msg", self._next_id, item.relpath, item.data, event_line))
+        self._queue.append(Message(self._next_id, item.relpath, item.data, event_line))
         self._schedule()
 
     def flush_soon(self) -> None:
@@ -160,18 +147,18 @@ class Writer(asyncio.Protocol):
         self._next_id += 1
         fut = asyncio.get_running_loop().create_future()
         self._syncs[self._next_id] = fut
-        self._write([("sync", self._next_id)])
+        self._write([Sync(self._next_id)])
         await fut
 
     def reopen(self) -> None:
         """SIGHUP: the writer closes and reopens the live event file."""
         self._send()
-        self._write([("reopen",)])
+        self._write([Reopen()])
 
     async def close(self, timeout: float = 30.0) -> None:
         await self.drain()
         self._closing = True
-        self._write([("close",)])
+        self._write([Close()])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pid, _ = os.waitpid(self.pid, os.WNOHANG)
@@ -187,7 +174,7 @@ class Writer(asyncio.Protocol):
     def _take_lines(self) -> None:
         lines = self.buffer.take()
         if lines:
-            self._queue.append(("lines", lines))
+            self._queue.append(Lines(b"".join(lines)))
 
     def _schedule(self) -> None:
         if not self._scheduled:
@@ -202,9 +189,9 @@ class Writer(asyncio.Protocol):
             queue, self._queue = self._queue, []
             self._write(queue)
 
-    def _write(self, records: list[tuple]) -> None:
+    def _write(self, records: list[Request]) -> None:
         if self._transport is not None:
-            self._transport.write(_frame(records))
+            self._transport.write(encode(records))
 
 
 # --- writer-process side --------------------------------------------------------------------
@@ -214,7 +201,7 @@ class Writer(asyncio.Protocol):
 class _Batch:
     """What the staging stage hands the sync stage."""
 
-    messages: list[tuple]  # ("msg", id, relpath, data, line) records
+    messages: list[Message]
     staged: dict[int, str]  # message id -> staged path
     syncs: list[int]  # drain tokens to answer once everything before them is answered
     error: str | None
@@ -238,8 +225,8 @@ class WriterProcess:
         self.spool = spool
         self.event_file = event_file
         self.fsync = fsync
-        self._reader = _FrameReader()
-        self._unwritten: list[bytes] = []
+        self._reader = request_reader()
+        self._unwritten: list[bytes] = []  # event lines (whole, in chunks) the disk refused
         self._sync_fd = os.open(spool.data_dir, os.O_RDONLY)
         self._batches: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
 
@@ -251,11 +238,11 @@ class WriterProcess:
             closing = False
             while not closing:
                 ready, _, _ = select.select([self.sock], [], [], IDLE_TICK)
-                records: list[tuple] = []
+                records: list[Request] = []
                 eof = False
                 if ready:
                     eof = self._read_available(records)
-                closing = eof or any(r[0] == "close" for r in records)
+                closing = eof or any(isinstance(r, Close) for r in records)
                 self._stage(records)
         finally:
             self._batches.put(None)
@@ -263,8 +250,8 @@ class WriterProcess:
             self.event_file.close()
             os.close(self._sync_fd)
 
-    def _read_available(self, records: list[tuple]) -> bool:
-        """Append every frame already sent; True at end of stream (the event loop is gone)."""
+    def _read_available(self, records: list[Request]) -> bool:
+        """Append every record already sent; True at end of stream (the event loop is gone)."""
         while True:
             try:
                 data = self.sock.recv(1 << 20)
@@ -272,39 +259,37 @@ class WriterProcess:
                 return False
             if not data:
                 return True
-            for frame in self._reader.feed(data):
-                records.extend(frame)
+            records += self._reader.feed(data)
 
-    def _stage(self, records: list[tuple]) -> None:
-        messages = [r for r in records if r[0] == "msg"]
+    def _stage(self, records: list[Request]) -> None:
+        messages = [r for r in records if isinstance(r, Message)]
         error: str | None = None
         staged: dict[int, str] = {}
-        for _, msg_id, relpath, data, _line in messages:
+        for msg in messages:
             try:
-                self.spool.make_parent(relpath)
-                staged[msg_id] = self.spool.stage(SpoolItem(relpath, data))
+                self.spool.make_parent(msg.relpath)
+                staged[msg.id] = self.spool.stage(SpoolItem(msg.relpath, msg.data))
             except OSError as exc:
-                error = f"staging {relpath}: {exc}"
+                error = f"staging {msg.relpath}: {exc}"
         # Event lines in the order the event loop produced them; a message's line only if
         # the message is staged.
         out = self._unwritten
         for record in records:
-            if record[0] == "lines":
-                out.extend(record[1])
-            elif record[0] == "msg" and record[1] in staged:
-                out.append(record[4])
+            if isinstance(record, Lines):
+                out.append(record.blob)
+            elif isinstance(record, Message) and record.id in staged:
+                out.append(record.line)
         try:
             self.event_file.append(out, time.time())
             self._unwritten = []
         except OSError as exc:
             error = f"event log: {exc}"
             # Kept for the next batch: the log will hold every line once space returns.
-            self._unwritten = out[-MAX_LINES_KEPT:]
-        for record in records:
-            if record[0] == "reopen":
-                with contextlib.suppress(OSError):
-                    self.event_file.reopen(time.time())
-        syncs = [r[1] for r in records if r[0] == "sync"]
+            self._unwritten = _newest(out, MAX_BYTES_KEPT)
+        if any(isinstance(r, Reopen) for r in records):
+            with contextlib.suppress(OSError):
+                self.event_file.reopen(time.time())
+        syncs = [r.token for r in records if isinstance(r, Sync)]
         if messages or syncs or error is not None:
             self._batches.put(_Batch(messages, staged, syncs, error))
 
@@ -331,28 +316,30 @@ class WriterProcess:
                 syncfs(self._sync_fd)
             except OSError as exc:
                 error, sync_failed = f"sync: {exc}", True
-        stored: list[tuple[int, bool]] = []
+        ids: list[int] = []
+        stored: list[bool] = []
         for batch in batches:
-            for _, msg_id, relpath, _data, _line in batch.messages:
-                tmp = batch.staged.get(msg_id)
+            for msg in batch.messages:
+                tmp = batch.staged.get(msg.id)
                 ok = False
                 if tmp is not None and sync_failed:
                     self.spool.discard(tmp)
                 elif tmp is not None:
                     try:
-                        self.spool.publish(tmp, relpath)
+                        self.spool.publish(tmp, msg.relpath)
                         ok = True
                     except OSError as exc:
                         # Left in tmp/ as a whole file: the next start publishes it.
-                        error = f"publishing {relpath}: {exc}"
-                stored.append((msg_id, ok))
-        answers: list[tuple] = []
-        if stored or error is not None:
-            answers.append(("acks", stored, error))
-        answers += [("synced", token) for b in batches for token in b.syncs]
-        self._send(b"".join(_frame(a) for a in answers))
+                        error = f"publishing {msg.relpath}: {exc}"
+                ids.append(msg.id)
+                stored.append(ok)
+        answers: list[Answer] = []
+        if ids or error is not None:
+            answers.append(Acks(ids, stored, error))
+        answers += [Synced(token) for b in batches for token in b.syncs]
+        self._send(encode(answers))
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes | bytearray) -> None:
         view = memoryview(data)
         while view:
             try:
@@ -361,6 +348,18 @@ class WriterProcess:
                 select.select([], [self.sock], [], IDLE_TICK)
             except (BrokenPipeError, ConnectionResetError):
                 return  # the event loop is gone; what is stored stays stored
+
+
+def _newest(chunks: list[bytes], limit: int) -> list[bytes]:
+    """The newest chunks that fit in ``limit`` bytes (each chunk is whole lines)."""
+    kept: list[bytes] = []
+    size = 0
+    for chunk in reversed(chunks):
+        size += len(chunk)
+        if size > limit:
+            break
+        kept.append(chunk)
+    return kept[::-1]
 
 
 def fork_writer(
