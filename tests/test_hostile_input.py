@@ -6,6 +6,7 @@ outside the data dir, and only paths made of safe components."""
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import re
 import socket
@@ -198,12 +199,16 @@ def check_data_dir(sensor: Sensor, before_outside: set[Path], root: Path) -> lis
                 # The sensor's own files: names it makes, none from a client.
                 assert re.fullmatch(
                     r"events/(current(-w\d+)?\.jsonl|last-rotated(-w\d+)?)"
-                    r"|state/[a-z0-9-]+\.json",
+                    r"|state/[a-z0-9-]+\.json|state/sensor\.lock",
                     rel,
                 ), rel
     records = []
-    for live in sorted((sensor.data_dir / "events").glob("current*.jsonl")):
-        raw = live.read_bytes()
+    # The live logs, and the logs a stop (or a rotation) closed into spool/events/.
+    logs = [p.read_bytes() for p in sorted((sensor.data_dir / "events").glob("current*.jsonl"))]
+    for closed in sorted((sensor.data_dir / "spool" / "events").glob("*.jsonl.gz")):
+        logs.append(gzip.decompress(closed.read_bytes()))
+    assert logs
+    for raw in logs:
         assert raw.endswith(b"\n")
         decoded = raw.decode("utf-8")  # strict: valid UTF-8 throughout
         lines = decoded.split("\n")[:-1]
