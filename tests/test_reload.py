@@ -50,3 +50,45 @@ def test_sighup_with_a_broken_file_keeps_the_running_configuration(sensor_factor
     with smtplib.SMTP("127.0.0.1", sensor.smtp_port, timeout=10) as client:
         assert client.noop()[0] == 250
     assert sensor.stop() == 0
+
+
+def test_restart_only_keys_are_declared_once_and_documented():
+    """config.py declares them (whole sections, single fields); the reload and the README's
+    SIGHUP paragraph follow the declaration."""
+    import dataclasses
+    from pathlib import Path
+
+    from spampot.config import Config, restart_only_keys
+
+    keys = restart_only_keys()
+    writer_keys = {"spool.compress_level", "spool.fsync", "events.rotate_bytes"}
+    assert writer_keys <= set(keys)
+    assert {k.split(".")[0] for k in keys} == {"sensor", "ports", "spool", "events", "health",
+                                               "metrics"}  # fmt: skip
+    assert "spool.min_free_bytes" not in keys and "events.flush_interval" not in keys
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    paragraph = text[text.index("`SIGHUP` reloads the file") :].split("\n\n", 1)[0]
+    for section in dataclasses.fields(Config):
+        names = [f.name for f in dataclasses.fields(getattr(Config(), section.name))]
+        restart = [n for n in names if f"{section.name}.{n}" in keys]
+        if restart and restart == names:
+            assert f"`[{section.name}]`" in paragraph, section.name
+        for name in restart if restart != names else ():
+            assert f"`{section.name}.{name}`" in paragraph, name
+
+
+def test_a_reload_keeps_the_running_values_of_restart_only_keys():
+    import dataclasses
+
+    from spampot.config import keep_restart_only, load_config, restart_needed
+
+    running = load_config(sensor__name="a", spool__fsync=True, spool__min_free_bytes=5)
+    new = load_config(
+        sensor__name="b", spool__fsync=False, spool__min_free_bytes=7, smtp__max_recipients=3
+    )
+    assert restart_needed(running, new) == ["sensor.name", "spool.fsync"]
+    applied = keep_restart_only(new, running)
+    assert applied.sensor == running.sensor
+    assert applied.spool == dataclasses.replace(running.spool, min_free_bytes=7)
+    assert applied.smtp.max_recipients == 3
+    assert restart_needed(running, applied) == []
