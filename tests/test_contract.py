@@ -3,6 +3,7 @@ declares, each validates, and the ingest and its SQL know every field the wareho
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import signal
@@ -95,8 +96,9 @@ def test_a_real_sensor_writes_every_declared_event_and_each_matches_the_contract
     declared = {contract.eventid(cls) for cls in contract.EVENTS}
     assert seen == declared, (declared - seen, seen - declared)
     # Decoding gives each its own class, with the types the warehouse expects.
-    lines = b"".join(
-        p.read_bytes() for p in sorted((sensor.data_dir / "events").glob("current*.jsonl"))
+    lines = b"".join(  # the stop closed the event log into spool/events/
+        gzip.decompress(p.read_bytes())
+        for p in sorted((sensor.data_dir / "spool" / "events").glob("*.jsonl.gz"))
     )
     decoded = contract.DECODER.decode_lines(lines)
     (message,) = [e for e in decoded if isinstance(e, contract.SmtpMessage)]
