@@ -432,6 +432,7 @@ class Ingester:
     ) -> None:
         con = self.con
         cfg = self.config
+        valid = sum(fe.count for fe in read)  # every valid event, stored or not
         events = to_table(read, frozenset().union(*(t.events for t in self.tables)))
         del read[:]  # the Python objects are no longer needed: the table holds the columns
         con.register("batch_events", events)
@@ -474,7 +475,7 @@ class Ingester:
             os.replace(src, dst)
         damaged = [[r.file, r.reason] for r in rejected if r.line == 0]
         detail: dict[str, Any] = {
-            "events": events.num_rows,
+            "events": valid,
             "rows": rows,
             "geo_source": self.enricher.label,
             "quarantined": len(rejected),
@@ -487,7 +488,7 @@ class Ingester:
         if replaces:
             self._delete_batch(replaces)
         shutil.rmtree(staging, ignore_errors=True)
-        result.events += events.num_rows
+        result.events += valid
         result.new_addresses += new_addresses
         for name, n in rows.items():
             result.rows[name] = result.rows.get(name, 0) + n
