@@ -54,6 +54,12 @@ MODES = {
     "http": Plan(b"CONNECT %s:%d HTTP/1.1\r\n" % (TUNNEL[0].encode(), TUNNEL[1]), (), hold=True),
     "socks5-smtp": tunnel_idle("socks5"),
     "http-smtp": tunnel_idle("http"),
+    # smtp-delay: after the banner, ten bad commands and sixty pipelined NOOPs: from the tenth
+    # error on, the Postfix persona holds each reply for a second (smtpd_error_sleep_time),
+    # so every connection sits in an error delay for about a minute while it is measured.
+    "smtp-delay": Plan(
+        b"", (Step("banner", SMTP, frozenset({220}), b"XX\r\n" * 10 + b"NOOP\r\n" * 60),), True
+    ),
 }
 
 

@@ -9,6 +9,7 @@ import re
 import signal
 import smtplib
 import socket
+import ssl
 
 import msgspec
 import pytest
@@ -49,6 +50,12 @@ def test_a_real_sensor_writes_every_declared_event_and_each_matches_the_contract
     smtp, http, socks = sensor.smtp_port, sensor.ports["http"], sensor.ports["socks"]
     # smtp.message, smtp.auth, smtp.reject, smtp.error; session.open / close
     with smtplib.SMTP("127.0.0.1", smtp, timeout=10) as client:
+        client.ehlo("client.example")
+        # smtp.tls, then smtp.auth (AUTH is offered after STARTTLS, as Postfix does)
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
+        client.starttls(context=insecure)
         client.ehlo("client.example")
         client.docmd("AUTH", "PLAIN AGFsaWNlAHNlY3JldA==")
         client.docmd("BOGUS")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import smtplib
 import socket
 import time
@@ -168,13 +170,41 @@ def test_session_timeout_ends_a_trickle(sensor_factory):
     assert _last_close(sensor)["reason"] == "session timeout"
 
 
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(child) for child in f.read().split()]
+
+
 def test_message_waiting_for_the_disk_is_not_timed_out(sensor_factory):
-    """A short command timeout does not cut a session that is only waiting for its 250."""
+    """A session waiting for its 250 longer than command_timeout is not cut.
+
+    The disk is made slow for real: the writer process (the sensor's only child) is stopped
+    with SIGSTOP for 2.5 s, more than twice the 1 s command timeout, while the client waits
+    for its answer to the final dot. Without the rule, the sweep would answer 421 4.4.2.
+    """
     sensor = sensor_factory("[limits]\ncommand_timeout = 1.0\n")
-    with smtplib.SMTP("127.0.0.1", sensor.smtp_port, timeout=10) as client:
-        for _ in range(3):
-            client.sendmail("a@spam.example", ["v@example.org"], b"Subject: x\r\n\r\nhi\r\n")
-            time.sleep(0.4)  # each pause is under the limit; the total is over it
+    assert sensor.proc is not None
+    (writer,) = _children(sensor.proc.pid)
+    with smtplib.SMTP("127.0.0.1", sensor.smtp_port, timeout=20) as client:
+        client.ehlo("client.example")
+        assert client.mail("a@spam.example")[0] == 250
+        assert client.rcpt("v@example.org")[0] == 250
+        assert client.docmd("DATA")[0] == 354
+        os.kill(writer, signal.SIGSTOP)
+        try:
+            client.send(b"Subject: slow disk\r\n\r\nhi\r\n.\r\n")
+            time.sleep(2.5)
+        finally:
+            os.kill(writer, signal.SIGCONT)
+        code, reply = client.getreply()
+        assert code == 250, reply
+        assert b"queued as" in reply
+        assert client.noop()[0] == 250  # and the session goes on
+    events = sensor.wait_events(lambda ev: any(e["eventid"] == "spampot.smtp.message" for e in ev))
+    assert [e["queue_id"] for e in events if e["eventid"] == "spampot.smtp.message"] == [
+        reply.decode().rsplit(" ", 1)[1]
+    ]
+    assert not [e for e in events if e.get("reason") in ("idle timeout", "session timeout")]
 
 
 @pytest.mark.parametrize(
@@ -209,15 +239,65 @@ def test_streaming_without_a_line_end_costs_at_most_the_limit(sensor_factory, po
         sock.close()
         assert sent < 256 * 1024 * 1024  # closed at its limit, long before the end
         return
-    # SMTP stays up: the line's end gets the 500, and the session goes on.
+    # SMTP stays up: as Postfix does, the first line_length_limit bytes of the line are run
+    # (here an EHLO with a name cut at the limit), the rest skipped, and the session goes on.
     sock.sendall(b"\r\nNOOP\r\n")
     replies = b""
-    while b"250 " not in replies:
+    while b"250 2.0.0 Ok\r\n" not in replies:
         chunk = sock.recv(4096)
         assert chunk, replies
         replies += chunk
-    assert replies.startswith(b"500 5.5.0 Error: line too long\r\n"), replies
+    assert replies.startswith(b"250-mx.sensor.example\r\n"), replies
     sock.close()
-    events = sensor.wait_events(lambda ev: any(e["eventid"] == "spampot.smtp.error" for e in ev))
-    error = next(e for e in events if e["eventid"] == "spampot.smtp.error")
-    assert error["reply"].startswith("500 ")
+    events = sensor.wait_events(lambda ev: any(e["eventid"] == "spampot.session.close" for e in ev))
+    assert not [e for e in events if e["eventid"] == "spampot.smtp.error"]
+
+
+def _reply(sock: socket.socket, until: bytes, timeout: float = 15.0) -> bytes:
+    sock.settimeout(timeout)
+    out = b""
+    while until not in out:
+        chunk = sock.recv(4096)
+        assert chunk, out
+        out += chunk
+    return out
+
+
+def test_postfix_error_delay_holds_the_reply_not_the_sensor(sensor_factory):
+    """From the 10th error on Postfix sleeps a second before each reply, and closes at the
+    20th. The sensor holds the reply on a timer: other clients are served meanwhile."""
+    sensor = sensor_factory()
+    slow = _connect(sensor.smtp_port, timeout=15)
+    _reply(slow, b"\r\n")
+    slow.sendall(b"XX\r\n" * 10)
+    assert _reply(slow, b"500 5.5.2 Error: command not recognized\r\n" * 10)
+    started = time.monotonic()
+    slow.sendall(b"NOOP\r\n")
+    # Meanwhile another client gets its banner and EHLO answered at once.
+    other = _connect(sensor.smtp_port)
+    _reply(other, b"\r\n")
+    other.sendall(b"EHLO fast.example\r\n")
+    _reply(other, b"250 CHUNKING\r\n")
+    assert time.monotonic() - started < 0.9
+    other.close()
+    assert _reply(slow, b"250 2.0.0 Ok\r\n") == b"250 2.0.0 Ok\r\n"
+    assert 0.9 <= time.monotonic() - started < 5
+    # Ten more errors, a second each, then Postfix's hard limit.
+    slow.sendall(b"XX\r\n" * 10)
+    out = _reply(slow, b"421 4.7.0 mx.sensor.example Error: too many errors\r\n", timeout=30)
+    assert out.count(b"500 5.5.2") == 10
+    assert time.monotonic() - started >= 9
+    assert _read_until_closed(slow) == b""
+
+
+def test_sendmail_greet_pause_delays_the_banner(sensor_factory):
+    sensor = sensor_factory('[smtp]\ndialect = "sendmail"\n')
+    sock = _connect(sensor.smtp_port, timeout=15)
+    started = time.monotonic()
+    banner = _reply(sock, b"\r\n")
+    assert 0.9 <= time.monotonic() - started < 5
+    assert banner.startswith(b"220 mx.sensor.example ESMTP Sendmail 8.17.1.9/8.17.1.9/Debian")
+    sock.sendall(b"EHLO c\r\nQUIT\r\n")
+    out = _reply(sock, b"221 2.0.0 mx.sensor.example closing connection\r\n")
+    assert b"250-mx.sensor.example Hello [127.0.0.1], pleased to meet you\r\n" in out
+    sock.close()

@@ -191,16 +191,60 @@ def test_non_smtp_web_policy_answers_inside_the_tunnel(sensor_factory):
     assert web["host"] == "www.example.org" and web["session"] == first["session"]
 
 
-def test_persona_is_stable_per_pair_and_differs_between_sensors():
-    from spampot.personas import choose_persona
+def test_persona_depends_on_the_host_and_the_sensor_never_the_client():
+    from spampot.personas import tunnel_persona
 
     hosts = [f"mx{i}.example{i}.org" for i in range(30)]
-    a = [choose_persona("sensor-a", "198.51.100.7", h) for h in hosts]
-    assert a == [choose_persona("sensor-a", "198.51.100.7", h) for h in hosts]
-    b = [choose_persona("sensor-b", "198.51.100.7", h) for h in hosts]
+    a = [tunnel_persona("sensor-a", h) for h in hosts]
+    assert a == [tunnel_persona("sensor-a", h) for h in hosts]
+    b = [tunnel_persona("sensor-b", h) for h in hosts]
     assert [p for _, p in a] != [p for _, p in b]
     assert {name for name, _ in a} == set(hosts)  # a requested name is the banner's name
-    name, _ = choose_persona("sensor-a", "198.51.100.7", "192.0.2.25")
-    assert name and "192.0.2.25" not in name
-    name, _ = choose_persona("sensor-a", "198.51.100.7", "evil\r\n250 forged")
+    assert {p for _, p in a} <= {"postfix", "exim", "sendmail", "exchange"}
+    # The big providers answer in their own formats, whatever the sensor.
+    for sensor in ("sensor-a", "sensor-b"):
+        assert tunnel_persona(sensor, "gmail-smtp-in.l.google.com") == ("mx.google.com", "google")
+        assert tunnel_persona(sensor, "alt4.gmail-smtp-in.l.google.com.")[1] == "google"
+        assert tunnel_persona(sensor, "contoso-com.mail.protection.outlook.com")[1] == "outlook"
+        assert tunnel_persona(sensor, "mta7.am0.yahoodns.net")[1] == "yahoo"
+        assert tunnel_persona(sensor, "mxs.mail.ru") == ("mxs.mail.ru", "mailru")
+        assert tunnel_persona(sensor, "mx3.qq.com")[1] == "qq"
+        assert tunnel_persona(sensor, "163mx01.mxmail.netease.com")[1] == "netease"
+        assert tunnel_persona(sensor, "mx00.gmx.net")[1] == "gmx"
+        assert tunnel_persona(sensor, "mx-ha02.web.de")[0].startswith("mx-ha.web.de (mxweb")
+    assert tunnel_persona("s", "notgmail.com")[1] != "google"
+    # A bare address gets a plausible reverse name, never a placeholder.
+    for address in ("192.0.2.25", "[198.51.100.7]", "2001:db8::25"):
+        name, _ = tunnel_persona("sensor-a", address)
+        assert name and address.strip("[]") not in name
+        assert "localhost" not in name and "localdomain" not in name
+    name, _ = tunnel_persona("sensor-a", "evil\r\n250 forged")
     assert "\n" not in name and "\r" not in name
+
+
+def test_two_clients_asking_for_the_same_mx_meet_the_same_server(sensor):
+    """The persona of a tunnelled server never depends on the client (the issue found 6 of
+    6 names showing different software to two addresses)."""
+    seen = []
+    for source in ("127.0.0.1", "127.0.0.2"):
+        with socket.create_connection(
+            ("127.0.0.1", sensor.ports["socks"]), timeout=10, source_address=(source, 0)
+        ) as s:
+            s.sendall(b"\x05\x01\x00")
+            assert s.recv(2) == b"\x05\x00"
+            host = b"mail.victim-company.example"
+            s.sendall(b"\x05\x01\x00\x03" + bytes([len(host)]) + host + b"\x00\x19")
+            assert s.recv(10)[:2] == b"\x05\x00"
+            banner = b""
+            while not banner.endswith(b"\r\n"):
+                chunk = s.recv(512)
+                assert chunk
+                banner += chunk
+            s.sendall(b"EHLO c\r\nQUIT\r\n")
+            rest = b""
+            while chunk := s.recv(4096):
+                rest += chunk
+        # The persona's words, without the date some banners carry.
+        seen.append((banner.split(b" ")[:4], rest.split(b"\r\n")[1:]))
+    assert seen[0] == seen[1]
+    assert seen[0][0][:2] == [b"220", b"mail.victim-company.example"]

@@ -10,13 +10,15 @@ import dataclasses
 import ipaddress
 import socket
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from spampot.protocols.http_proxy import MAX_BODY_BYTES, MAX_HEADER_BYTES
 from spampot.protocols.proxy import ProxyPolicy
-from spampot.protocols.smtp import SmtpLimits, SmtpPersona
+from spampot.protocols.smtp import SmtpLimits
+from spampot.protocols.smtp_dialect import smtp_dialect_error
 from spampot.protocols.socks import MAX_USERID
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -31,8 +33,9 @@ TABLE1_SOCKS = (559, 1029, 1080, 1202, 1813, 1978, 1979, 2280, 2425, 3127, 3380,
                 63808)  # fmt: skip
 
 
-_PERSONA = SmtpPersona()
 _LIMITS = SmtpLimits()
+#: What AUTH the SMTP emulator offers (smtp.auth).
+AUTH_OFFERS = ("tls", "always", "never")
 
 
 class ConfigError(ValueError):
@@ -95,17 +98,24 @@ class LimitsSection:
 
 @dataclass(frozen=True, slots=True)
 class SmtpSection:
-    software: str = _PERSONA.software
+    # The persona of direct SMTP ports: a dialect file in spampot/dialects/ (postfix, exim,
+    # sendmail, exchange). Tunnelled servers get theirs from the requested host (personas.py).
+    dialect: str = "postfix"
+    # STARTTLS with a certificate made at first start in <data_dir>/tls/ (Debian's snakeoil).
+    starttls: bool = True
+    # AUTH offered "tls" (only after STARTTLS, as Postfix with smtpd_tls_auth_only), "always"
+    # or "never"; every attempt is logged and answered as a wrong password.
+    auth: str = "tls"
+    # SMTPS (RFC 8314, TLS from the first byte) and submission (RFC 6409) ports; none by
+    # default, as Debian's Postfix and Exim listen on neither until configured to.
+    smtps_ports: tuple[int, ...] = ()
+    submission_ports: tuple[int, ...] = ()
     require_helo: bool = False
     max_line: int = _LIMITS.max_line
     max_message_size: int = _LIMITS.max_message_size
     max_recipients: int = _LIMITS.max_recipients
     max_messages: int = _LIMITS.max_messages
     max_errors: int = _LIMITS.max_errors
-
-    @property
-    def persona(self) -> SmtpPersona:
-        return SmtpPersona(software=self.software)
 
     @property
     def limits(self) -> SmtpLimits:
@@ -238,8 +248,10 @@ class Config:
         return tuple(ipaddress.ip_network(n, strict=False) for n in self.sensor.proxy_protocol_from)
 
     def listeners(self) -> list[tuple[int, str]]:
-        """(port, role) for every port that listens; role is "smtp" or "proxy"."""
+        """(port, role) for every port that listens: "smtp", "submission", "smtps" or "proxy"."""
         roles = {port: "smtp" for port in self.ports.smtp}
+        roles.update({port: "submission" for port in self.smtp.submission_ports})
+        roles.update({port: "smtps" for port in self.smtp.smtps_ports})
         if self.ports.proxies:
             for port in (*self.ports.http, *self.ports.socks):
                 roles.setdefault(port, "proxy")
@@ -303,14 +315,17 @@ def _section(cls: type, name: str, values: Any) -> Any:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"[{name}] unknown key(s): {', '.join(unknown)}")
+    hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         default = getattr(defaults, key)
-        kwargs[key] = _coerce(f"{name}.{key}", default, value)
+        # An empty default list says nothing of its items: the annotation does.
+        items = typing.get_args(hints[key])[:1] if default == () else ()
+        kwargs[key] = _coerce(f"{name}.{key}", default, value, items[0] if items else None)
     return cls(**kwargs)
 
 
-def _coerce(where: str, default: Any, value: Any) -> Any:
+def _coerce(where: str, default: Any, value: Any, item_kind: type | None = None) -> Any:
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false")
@@ -330,7 +345,7 @@ def _coerce(where: str, default: Any, value: Any) -> Any:
     if isinstance(default, tuple):
         if not isinstance(value, list):
             raise ConfigError(f"{where} must be a list")
-        kind = type(default[0]) if default else str
+        kind = type(default[0]) if default else (item_kind or str)
         items = tuple(_coerce(where + "[]", kind(), v) for v in value)
         if kind is int and any(not 0 < p < 65536 for p in items):
             raise ConfigError(f"{where} holds a port outside 1..65535")
@@ -372,6 +387,13 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         ipaddress.ip_address(config.metrics.address)
     except ValueError:
         raise ConfigError("metrics.address must be an IP address") from None
+    problem = smtp_dialect_error(config.smtp.dialect)
+    if problem is not None:
+        raise ConfigError(f"smtp.dialect: {problem}")
+    if config.smtp.auth not in AUTH_OFFERS:
+        raise ConfigError(f"smtp.auth must be one of {', '.join(AUTH_OFFERS)}")
+    if config.smtp.smtps_ports and not config.smtp.starttls:
+        raise ConfigError("smtp.smtps_ports needs smtp.starttls (the certificate)")
     try:
         config.trusted_proxies  # noqa: B018 - validates the networks
     except ValueError as exc:

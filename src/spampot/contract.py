@@ -36,6 +36,14 @@ Short = Annotated[str, msgspec.Meta(max_length=1024)]
 Address = Annotated[str, msgspec.Meta(min_length=2, max_length=64)]  # an IPv4 or IPv6 literal
 
 
+class TlsField(msgspec.Struct, forbid_unknown_fields=True):
+    """What a session's TLS handshake negotiated (STARTTLS or SMTPS)."""
+
+    version: Short
+    cipher: Short
+    sni: Short | None
+
+
 class Event(msgspec.Struct, kw_only=True, tag_field="eventid", omit_defaults=False):
     """Fields every event has. Sensor-wide events (``sensor.*``) have null session fields."""
 
@@ -49,6 +57,8 @@ class Event(msgspec.Struct, kw_only=True, tag_field="eventid", omit_defaults=Fal
     message: Text = ""
     # On every event of a session that came through a trusted PROXY-protocol front end.
     proxied_by: Address | None = None
+    # On every event of a session after its TLS handshake (STARTTLS, SMTPS).
+    tls: TlsField | None = None
 
 
 class SessionEvent(Event, kw_only=True):
@@ -124,12 +134,21 @@ class SmtpMessage(SessionEvent, tag="spampot.smtp.message", kw_only=True):
     sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
     queue_id: Short
     file: Text
+    bdat: bool = False  # sent in BDAT chunks (RFC 3030), stored byte-exact
 
 
 class SmtpAuth(SessionEvent, tag="spampot.smtp.auth", kw_only=True):
     mechanism: Short
     username: Text | None
     password: Text | None
+    # What the client was told: "failed" (the persona's answer to a wrong password).
+    result: Short = "failed"
+
+
+class SmtpTls(SessionEvent, tag="spampot.smtp.tls", kw_only=True):
+    """A TLS handshake finished; ``tls`` (on this and every later event) says what it was."""
+
+    role: Short  # the listener's role: "smtp", "submission" (STARTTLS) or "smtps"
 
 
 class SmtpReject(SessionEvent, tag="spampot.smtp.reject", kw_only=True):
@@ -186,6 +205,7 @@ EVENTS: Final[tuple[type[Event], ...]] = (
     WebRequest,
     SmtpMessage,
     SmtpAuth,
+    SmtpTls,
     SmtpReject,
     SmtpError,
     SensorStart,
@@ -204,6 +224,7 @@ AnyEvent = (
     | WebRequest
     | SmtpMessage
     | SmtpAuth
+    | SmtpTls
     | SmtpReject
     | SmtpError
     | SensorStart
@@ -312,6 +333,10 @@ FILES_ONLY: Final = frozenset(
         "used_bytes",
         "changed",
         "restart_needed",
+        "tls",
+        "bdat",
+        "result",
+        "role",
     }
 )
 

@@ -1,55 +1,126 @@
 """Which SMTP server a tunnelled spammer seems to reach.
 
 Paper §4.1.2: a tunnel to port 25 gets "an SMTP banner similar to the one that would be given
-by the requested SMTP server". Without DNS (invariant 1) the sensor cannot know that server, so
-it picks a plausible persona: stable for one (source, requested host) pair, so a spammer who
-checks twice sees the same server, and different from sensor to sensor (seeded by the sensor
-name), so the fleet cannot be fingerprinted by one banner.
+by the requested SMTP server". Without DNS (invariant 1) the sensor cannot know that server, so:
+
+- a big provider's MX (Google, Microsoft 365 / Outlook, Yahoo, Mail.ru, QQ, NetEase, GMX and
+  WEB.DE, ...) answers in that provider's own format, from the built-in table
+  ``dialects/targets/providers.toml`` (data);
+- any other name gets one of the common MTAs (Postfix, Exim, Sendmail, Exchange), in the
+  proportions a mail survey of the Internet shows, under the name that was asked for;
+- a bare address gets a plausible reverse name of a hosting or access network, never a
+  placeholder such as ``localhost.localdomain``.
+
+The choice depends on the requested host and the sensor only, never on the client: two
+spammers asking for the same MX see the same server, and two sensors differ (seeded by the
+sensor name), so the fleet cannot be fingerprinted by one banner.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import ipaddress
 import re
-
-from spampot.protocols.smtp import SmtpPersona
-
-# Banners as the real servers print them (software versions of current stable distributions).
-PERSONAS: tuple[SmtpPersona, ...] = (
-    SmtpPersona("Postfix"),
-    SmtpPersona("Postfix (Debian/GNU)"),
-    SmtpPersona("Postfix (Ubuntu)"),
-    SmtpPersona("Exim 4.96", banner="{host} ESMTP {software} {date}", auth_equals=False),
-    SmtpPersona(
-        "Sendmail 8.17.1.9/8.17.1.9", banner="{host} ESMTP {software}; {date}", auth_equals=False
-    ),
-    SmtpPersona(
-        "Microsoft ESMTP MAIL Service",
-        banner="{host} {software} ready at {date}",
-        auth_equals=False,
-    ),
-)
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})")
-_DOTTED_NUMBERS = re.compile(r"[0-9.]+")
-
-# Names a misconfigured MTA reached by address tends to give itself.
-_IP_HOST_STYLES = ("localhost.localdomain", "mail.localdomain", "mx{n}", "smtp{n}.localdomain")
 
 
-def _digest(sensor: str, src_ip: str, target_host: str) -> int:
-    key = "\0".join((sensor, src_ip, target_host.lower())).encode("utf-8", "backslashreplace")
+@dataclass(frozen=True, slots=True)
+class _Provider:
+    name: str
+    suffixes: tuple[str, ...]  # requested hosts ending in one of these (lower case)
+    dialect: str
+    servers: tuple[str, ...]  # what the provider's MX calls itself; {n} a number, {h} hex
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    providers: tuple[_Provider, ...]
+    generic: tuple[tuple[str, int], ...]  # (dialect, weight)
+    reverse_names: tuple[str, ...]  # styles for a bare IPv4 address
+    reverse_names_v6: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=1)
+def _table() -> _Table:
+    text = (
+        resources.files("spampot.dialects").joinpath("targets", "providers.toml").read_text("utf-8")
+    )
+    raw = tomllib.loads(text)
+    providers = tuple(
+        _Provider(
+            p["name"], tuple(s.lower() for s in p["suffixes"]), p["dialect"], tuple(p["servers"])
+        )
+        for p in raw["provider"]
+    )
+    generic = tuple((g["dialect"], int(g["weight"])) for g in raw["generic"])
+    return _Table(providers, generic, tuple(raw["reverse_names"]), tuple(raw["reverse_names_v6"]))
+
+
+def _digest(*parts: str) -> int:
+    key = "\0".join(parts).encode("utf-8", "backslashreplace")
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
 
 
-def choose_persona(sensor: str, src_ip: str, target_host: str) -> tuple[str, SmtpPersona]:
-    """(name for banner and EHLO, persona) for a tunnel from ``src_ip`` to ``target_host``."""
-    h = _digest(sensor, src_ip, target_host)
-    persona = PERSONAS[h % len(PERSONAS)]
+def _provider(host: str) -> _Provider | None:
+    for provider in _table().providers:
+        for suffix in provider.suffixes:
+            bare = suffix.lstrip(".")
+            if host.endswith("." + bare) or (host == bare and suffix[0] != "."):
+                return provider
+    return None
+
+
+def tunnel_persona(sensor: str, target_host: str) -> tuple[str, str]:
+    """(server name for banner and EHLO, dialect name) for a tunnel to ``target_host``."""
+    host = target_host.strip().rstrip(".").lower()
+    h = _digest(sensor, host)
+    table = _table()
+    provider = _provider(host)
+    if provider is not None:
+        style = provider.servers[h % len(provider.servers)]
+        return _fill(style, h >> 8), provider.dialect
+    total = sum(weight for _, weight in table.generic)
+    pick = (h >> 16) % total
+    dialect = table.generic[-1][0]
+    for name, weight in table.generic:
+        if pick < weight:
+            dialect = name
+            break
+        pick -= weight
+    return server_name(sensor, target_host), dialect
+
+
+def server_name(sensor: str, target_host: str) -> str:
+    """The name a server reached as ``target_host`` gives itself.
+
+    A plausible host name is used as asked (a client string in a banner: only letters,
+    digits, dots, hyphens, underscores). An address gets a reverse name in one of the styles
+    hosting and access networks use; anything else the same, from its digest.
+    """
     name = target_host.strip().rstrip(".")
-    # A client string in a banner: only a plausible host name is used as it is. Addresses
-    # (all digits and dots, or with colons, which no name has) get a local-looking name.
-    if _HOST_NAME.fullmatch(name) and not _DOTTED_NUMBERS.fullmatch(name):
-        return name, persona
-    style = _IP_HOST_STYLES[(h >> 8) % len(_IP_HOST_STYLES)]
-    return style.format(n=(h >> 16) % 9 + 1), persona
+    try:
+        address = ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        address = None
+    if address is None and _HOST_NAME.fullmatch(name) and not name.replace(".", "").isdigit():
+        return name
+    h = _digest(sensor, name.lower())
+    table = _table()
+    if isinstance(address, ipaddress.IPv4Address):
+        a, b, c, d = address.packed
+        style = table.reverse_names[h % len(table.reverse_names)]
+        return style.format(a=a, b=b, c=c, d=d, n=(h >> 8) % 900_000 + 100_000,
+                            h=f"{(h >> 8) & 0xFFFFFFFF:08x}")  # fmt: skip
+    style = table.reverse_names_v6[h % len(table.reverse_names_v6)]
+    return _fill(style, h >> 8)
+
+
+def _fill(style: str, h: int) -> str:
+    return style.format(n=h % 90 + 10, m=(h >> 8) % 900_000 + 100_000,
+                        h=f"{(h >> 8) & 0xFFFFFFFF:08x}",
+                        H=f"{(h >> 8) & 0xFFFFFFFFFFFF:012X}")  # fmt: skip

@@ -2,10 +2,18 @@
 
 A server that accepts every sender and every recipient and says it queued the mail. The
 adapter stores each :class:`MessageReceived` and only then calls :meth:`SmtpServer.message_stored`,
-which produces the ``250 ... queued as`` reply: nothing is acknowledged before it is on disk.
+which produces the "queued" reply: nothing is acknowledged before it is on disk.
 
-Replies follow Postfix's wording (the default persona), since that is what relay testers and
-spam tools most often meet. RFC 5321 sections are cited where behaviour is chosen.
+What the server says is its :class:`~spampot.protocols.smtp_dialect.SmtpDialect` (Postfix,
+Exim, Sendmail, Exchange, a provider's MX): the machine never spells a reply. Its state changes
+only through :data:`TRANSITIONS` (one table, as h11 does), and every fault of the client is a
+:class:`~spampot.protocols.common.ProtocolError` raised where it is found and answered in one
+place (:meth:`SmtpServer._command`). RFC 5321 sections are cited where behaviour is chosen.
+
+No clock and no sleeping: a dialect's error delay (Postfix sleeps a second before each reply
+once a client made 10 errors) is handed to the adapter as :attr:`SmtpServer.delay`; the reply
+waits, no further command is read, and :meth:`SmtpServer.resume` releases it when the
+adapter's timer fires.
 """
 
 from __future__ import annotations
@@ -14,33 +22,54 @@ import base64
 import binascii
 import enum
 import functools
+import re
 from dataclasses import dataclass, field
 
-from spampot.protocols.common import ClientError, decode_client
+from spampot.protocols.common import (
+    RAW_LIMIT,
+    ClientError,
+    ProtocolError,
+    decode_client,
+    reply_text,
+)
+from spampot.protocols.smtp_dialect import SmtpDialect, _static, render
 
-
-@dataclass(frozen=True, slots=True)
-class SmtpPersona:
-    """What the emulated MTA says about itself."""
-
-    software: str = "Postfix (Debian/GNU)"
-    # The 220 text after the code; {host}, {software} and {date} (given by the adapter, since
-    # the machine has no clock) are filled in. Exim and Sendmail put the date in the banner.
-    banner: str = "{host} ESMTP {software}"
-    # Postfix advertises AUTH twice ("AUTH=" for pre-RFC 2554 Outlook clients,
-    # broken_sasl_auth_clients = yes); relay testers look for both.
-    auth_equals: bool = True
+__all__ = [
+    "TRANSITIONS",
+    "AuthAttempt",
+    "ClientError",
+    "Helo",
+    "MessageReceived",
+    "Quit",
+    "Rejected",
+    "SmtpLimits",
+    "SmtpServer",
+    "StartTls",
+    "State",
+    "TlsInfo",
+    "reply_text",
+    "split_path",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class SmtpLimits:
-    """Per-connection bounds; defaults are Postfix's own."""
+    """Per-connection bounds; 0 for the size means the dialect's own limit."""
 
-    max_line: int = 2048  # line_length_limit (RFC 5321 §4.5.3.1.4 asks for at least 512)
-    max_message_size: int = 10_240_000  # message_size_limit
+    max_line: int = 0  # 0 = the dialect's (Postfix line_length_limit 2048; RFC 5321 asks 512)
+    max_message_size: int = 0  # 0 = the dialect's message_size_limit
     max_recipients: int = 1000  # smtpd_recipient_limit (RFC 5321 §4.5.3.1.8: at least 100)
-    max_messages: int = 1000  # messages accepted on one connection before 421
-    max_errors: int = 20  # smtpd_hard_error_limit
+    max_messages: int = 1000  # messages accepted on one connection
+    max_errors: int = 20  # a cap on the dialect's hard error limit
+
+
+@dataclass(frozen=True, slots=True)
+class TlsInfo:
+    """What the adapter's TLS layer negotiated (RFC 3207), put on later events."""
+
+    version: str
+    cipher: str
+    sni: str | None = None
 
 
 # --- events ---------------------------------------------------------------------------------
@@ -54,9 +83,12 @@ class Helo:
 
 @dataclass(frozen=True, slots=True)
 class AuthAttempt:
+    """Every AUTH exchange that reached a verdict; ``outcome`` is what the client was told."""
+
     mechanism: str
     username: str | None
     password: str | None
+    outcome: str = "failed"  # "failed" (the persona's wrong-password reply) or "ok"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +99,26 @@ class MessageReceived:
     mail_from: str
     mail_params: str
     rcpt_to: tuple[str, ...]
-    data: bytes  # as received, after dot-unstuffing (RFC 5321 §4.5.2)
+    data: bytes  # as received, after dot-unstuffing (RFC 5321 §4.5.2), or BDAT's bytes as sent
+    bdat: bool = False  # sent with BDAT (RFC 3030), not DATA
 
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
     stage: str  # "mail", "rcpt", "data", "connect"
     code: int
-    why: str  # "size", "recipients", "storage", "messages", "errors"
+    why: str  # "size", "recipients", "storage", "messages", "errors", "forbidden"
+
+
+@dataclass(frozen=True, slots=True)
+class StartTls:
+    """The 220 for STARTTLS is queued: after sending it the adapter starts TLS (RFC 3207).
+
+    ``discarded`` holds plaintext the client sent after the command: never run as commands
+    (the STARTTLS injection flaw, CVE-2011-0411), as Postfix discards it.
+    """
+
+    discarded: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,27 +126,71 @@ class Quit:
     pass
 
 
-SmtpEvent = Helo | AuthAttempt | MessageReceived | Rejected | ClientError | Quit
+SmtpEvent = Helo | AuthAttempt | MessageReceived | Rejected | ClientError | Quit | StartTls
 
 
 class State(enum.Enum):
+    # Members are singletons: hash them by identity, not by Enum's Python-level __hash__
+    # (the transition table and the state sets are looked up on every command).
+    __hash__ = object.__hash__
+
     GREETED = "greeted"  # banner sent, no HELO yet
     READY = "ready"  # HELO seen, no transaction
     MAIL = "mail"  # MAIL accepted
     RCPT = "rcpt"  # at least one RCPT accepted
     DATA = "data"  # reading message content
-    AUTH_PLAIN = "auth_plain"  # waiting for the PLAIN response line
-    AUTH_LOGIN_USER = "auth_login_user"
-    AUTH_LOGIN_PASS = "auth_login_pass"
+    CHUNK = "chunk"  # reading a BDAT chunk's bytes
+    CHUNKED = "chunked"  # between BDAT chunks (RFC 3030 §2)
+    AUTH = "auth"  # waiting for a SASL response line
+    TLS = "tls"  # 220 sent for STARTTLS, waiting for the adapter's handshake
     STORING = "storing"  # message handed to the adapter, waiting for the disk
     CLOSED = "closed"
 
 
-_EHLO_KEYWORDS = ("PIPELINING", "VRFY", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN")
-_HELP = b"214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY AUTH\r\n"
-# RFC 4954 §4: base64 prompts "Username:" and "Password:" as every LOGIN server sends.
-_LOGIN_USER_PROMPT = b"334 VXNlcm5hbWU6\r\n"
-_LOGIN_PASS_PROMPT = b"334 UGFzc3dvcmQ6\r\n"
+S = State
+#: Every state change of the machine: (state, what happened) -> next state. Anything not in the
+#: table cannot happen; :meth:`SmtpServer._to` raises if it would.
+TRANSITIONS: dict[tuple[State, str], State] = {
+    # RFC 5321 §4.1.4: HELO/EHLO resets any transaction (also between BDAT chunks).
+    **{(s, "helo"): S.READY for s in (S.GREETED, S.READY, S.MAIL, S.RCPT, S.CHUNKED)},
+    # RFC 5321 §4.1.1.5: RSET clears the transaction; before HELO it changes nothing.
+    (S.GREETED, "rset"): S.GREETED,
+    **{(s, "rset"): S.READY for s in (S.READY, S.MAIL, S.RCPT, S.CHUNKED)},
+    (S.GREETED, "mail"): S.MAIL,
+    (S.READY, "mail"): S.MAIL,
+    (S.MAIL, "rcpt"): S.RCPT,
+    (S.RCPT, "rcpt"): S.RCPT,
+    (S.RCPT, "data"): S.DATA,
+    (S.DATA, "end_of_data"): S.STORING,
+    (S.DATA, "too_big"): S.READY,
+    # RFC 3030 §2: BDAT chunks, the last one ends the message.
+    (S.RCPT, "bdat"): S.CHUNK,
+    (S.CHUNKED, "bdat"): S.CHUNK,
+    (S.CHUNK, "chunk"): S.CHUNKED,
+    (S.CHUNK, "last_chunk"): S.STORING,
+    (S.CHUNK, "too_big"): S.READY,
+    (S.STORING, "stored"): S.READY,
+    (S.STORING, "deferred"): S.READY,
+    # RFC 4954: AUTH outside a transaction, with or without a challenge round.
+    (S.GREETED, "auth"): S.AUTH,
+    (S.READY, "auth"): S.AUTH,
+    (S.AUTH, "auth_step"): S.AUTH,
+    (S.AUTH, "auth_done"): S.READY,
+    # RFC 3207 §4.2: after the handshake the client starts again from EHLO.
+    (S.GREETED, "starttls"): S.TLS,
+    (S.READY, "starttls"): S.TLS,
+    (S.TLS, "tls_up"): S.GREETED,
+    **{(s, "close"): S.CLOSED for s in State},
+}
+del S
+
+_BEFORE_TXN = (State.GREETED, State.READY)
+_HELO_NAME = re.compile(
+    rb"\[[0-9A-Fa-f:.]+\]|(?:IPv6:)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.?"
+)
+#: States in which the buffer holds no command to read (content, a wait, or nothing).
+_NOT_READING_COMMANDS = frozenset({State.DATA, State.CHUNK, State.STORING, State.TLS, State.CLOSED})
+_IN_TXN = (State.MAIL, State.RCPT)
 
 
 def split_path(arg: bytes) -> tuple[bytes, bytes] | None:
@@ -152,6 +240,20 @@ def _b64(text: bytes) -> bytes | None:
         return None
 
 
+def _after_keyword(arg: bytes, keyword: bytes) -> bytes | None:
+    """The rest after ``FROM:``/``TO:``, allowing the space many clients put after the colon."""
+    if arg[: len(keyword)].upper() != keyword:
+        return None
+    return arg[len(keyword) :]
+
+
+def _is_header_name(word: bytes) -> bool:
+    """``Subject:`` and the like: mail content sent as commands (Postfix's is_header())."""
+    if not word.endswith(b":") or len(word) < 2:
+        return False
+    return all(33 <= c <= 126 and c != 0x3A for c in word[:-1])
+
+
 @dataclass(slots=True)
 class _Transaction:
     mail_from: str = ""
@@ -160,66 +262,127 @@ class _Transaction:
     over_limit: bool = False
 
 
+@dataclass(slots=True)
+class _Auth:
+    mechanism: str
+    user: str | None = None
+
+
 class SmtpServer:
     """One SMTP server session. The banner is ready in data_to_send() on creation."""
 
     __slots__ = (
-        "_auth_user",
+        "_auth",
         "_authenticated",
         "_buf",
+        "_chunk_left",
+        "_close_after",
         "_discarding",
         "_errors",
+        "_hard_at",
+        "_held",
+        "_known",
+        "_last_bdat",
+        "_last_size",
+        "_long_pending",
+        "_max_line",
         "_msg",
         "_msg_oversize",
         "_out",
         "_scanned",
+        "_size_limit",
+        "_skip",
+        "_soft_at",
         "_txn",
+        "_unknown",
+        "auth_offer",
+        "client_ip",
         "closing",
+        "date",
+        "delay",
+        "dialect",
         "helo",
         "hostname",
         "limits",
         "messages",
-        "persona",
         "require_helo",
+        "session_tag",
         "state",
         "storage_low",
+        "tls",
+        "tls_available",
     )
 
     def __init__(
         self,
         hostname: str,
-        persona: SmtpPersona | None = None,
+        dialect: SmtpDialect,
         limits: SmtpLimits | None = None,
         *,
         require_helo: bool = False,
         date: str = "",
         storage_low: bool = False,
+        client_ip: str = "",
+        tls_available: bool = False,
+        auth_offer: str = "tls",
+        tls: TlsInfo | None = None,
+        session_tag: str = "",
     ) -> None:
         # The name may come from a client (the host a proxy tunnel asked for): it goes into
         # replies, so it must not carry a line end or anything but printable ASCII.
-        self.hostname = hostname = reply_text(hostname, 255)
-        self.persona = persona or SmtpPersona()
+        self.hostname = reply_text(hostname, 255)
+        self.dialect = dialect
         self.limits = limits or SmtpLimits()
-        self.require_helo = require_helo
+        self._size_limit = self.limits.max_message_size or dialect.message_size_limit
+        self._max_line = self.limits.max_line or dialect.line_length_limit
+        self._known = _known_verbs(dialect)
+        # Errors at which the session ends before the next command (0 = no limit).
+        hard = 0 if dialect.error_limit_style == "continue" else dialect.hard_error_limit
+        caps = [x for x in (hard, self.limits.max_errors) if x]
+        self._hard_at = min(caps) if caps else 1 << 62
+        # Errors from which every reply waits error_delay (Postfix's smtpd_soft_error_limit).
+        soft = dialect.soft_error_limit
+        self._soft_at = soft if soft and dialect.error_delay > 0 else 1 << 62
+        self.require_helo = require_helo or dialect.helo_required
+        self.date = date
+        self.client_ip = client_ip  # the address the emulated server sees (for Exim's EHLO)
+        self.session_tag = session_tag  # a per-session id some personas print ({id}, gsmtp)
+        #: STARTTLS is offered (the adapter has a certificate); SMTPS starts with ``tls`` set.
+        self.tls_available = tls_available
+        #: AUTH offered: "tls" only after STARTTLS (the default), "always", or "never".
+        self.auth_offer = auth_offer
+        self.tls: TlsInfo | None = tls
         self.state = State.GREETED
         self.helo: str | None = None
         self.closing = False
         self.messages = 0
+        #: Seconds the adapter must wait before calling resume() (0: nothing held).
+        self.delay = 0.0
         # Set by the adapter when the disk is short: new transactions get 452 (below).
         self.storage_low = storage_low
         self._buf = b""
-        banner = self.persona.banner.format(
-            host=hostname, software=self.persona.software, date=date
-        )
-        self._out: list[bytes] = [f"220 {banner}\r\n".encode("utf-8", "backslashreplace")]
+        self._out: list[bytes] = []
+        self._held = b""
+        self._close_after = False
         self._txn = _Transaction()
         self._msg = bytearray()
         self._scanned = 0
         self._msg_oversize = False
+        self._chunk_left = 0
+        self._skip = 0  # bytes of a refused BDAT chunk still to throw away
+        self._last_bdat = False
+        self._last_size = 0
+        self._long_pending = False  # the first line in _buf was cut at max_line
         self._discarding = False  # inside an over-long command line, until its LF
         self._errors = 0
+        self._unknown = 0
         self._authenticated = False
-        self._auth_user: str | None = None
+        self._auth: _Auth | None = None
+        if dialect.banner_delay > 0:  # Sendmail's greet_pause: the adapter's timer sends it
+            self._held = self._say("banner")
+            self.delay = dialect.banner_delay
+        else:
+            self._out.append(self._say("banner"))
 
     # --- the adapter's interface ------------------------------------------------------------
 
@@ -233,25 +396,42 @@ class SmtpServer:
 
     @property
     def buffered(self) -> int:
-        """Bytes held for the client: bounded by max_line, or by max_message_size in DATA."""
-        return len(self._buf) + len(self._msg)
+        """Bytes held for the client: bounded by max_line, or by the message size in DATA."""
+        return len(self._buf) + len(self._msg) + len(self._held)
+
+    @property
+    def max_line(self) -> int:
+        """The longest command line read (smtp.max_line, else the persona's own limit)."""
+        return self._max_line
 
     @property
     def waiting(self) -> bool:
-        """True while a message waits for the disk; the adapter should stop reading."""
-        return self.state is State.STORING
+        """True while a message waits for the disk or a reply waits out its delay: the
+        adapter should stop reading."""
+        return self.state is State.STORING or self.delay > 0
 
     @property
     def in_data(self) -> bool:
-        """Between DATA's 354 and the final dot: the adapter times this phase apart."""
-        return self.state is State.DATA
+        """Between DATA's 354 and the final dot (or inside BDAT chunks): timed apart."""
+        return self.state in (State.DATA, State.CHUNK)
+
+    @property
+    def starting_tls(self) -> bool:
+        """The STARTTLS 220 is out: the adapter now runs the TLS handshake."""
+        return self.state is State.TLS
 
     def receive_data(self, data: bytes) -> list[SmtpEvent]:
-        if self.state is State.CLOSED or self.closing:
+        if self.state is State.CLOSED or self.closing or self.state is State.TLS:
             return []
         events: list[SmtpEvent] = []
+        if self._skip:
+            skipped = min(self._skip, len(data))
+            self._skip -= skipped
+            data = data[skipped:]
         if self.state is State.DATA:
             self._receive_message(data, events)
+        elif self.state is State.CHUNK:
+            self._receive_chunk(data, events)
         elif self._discarding:
             self._skip_long_line(data, events)
         else:
@@ -259,278 +439,544 @@ class SmtpServer:
         self._run(events)
         return events
 
+    def resume(self) -> list[SmtpEvent]:
+        """The adapter's delay is over: release the held reply and go on reading."""
+        if not self.delay:
+            return []
+        self.delay = 0.0
+        self._out.append(self._held)
+        self._held = b""
+        if self._close_after:
+            self._close()
+            return []
+        events: list[SmtpEvent] = []
+        self._run(events)
+        return events
+
     def message_stored(self, queue_id: str) -> list[SmtpEvent]:
         """The message is safely on disk: acknowledge it (and only now, invariant 2)."""
         assert self.state is State.STORING
         self.messages += 1
-        self._reply(f"250 2.0.0 Ok: queued as {queue_id}")
+        self._to("stored")
+        self._reply("bdat_queued" if self._last_bdat else "queued", queue_id=queue_id,
+                    size=self._last_size)  # fmt: skip
         return self._after_message()
 
     def message_deferred(self) -> list[SmtpEvent]:
         """Storage refused the message: a temporary error, the client retries (RFC 3463 4.3.1)."""
         assert self.state is State.STORING
-        self._reply("452 4.3.1 Insufficient system storage")
-        events: list[SmtpEvent] = [Rejected("data", 452, "storage")]
+        self._to("deferred")
+        reply = self._say("deferred")
+        self._send(reply)
+        events: list[SmtpEvent] = [Rejected("data", int(reply[:3]), "storage")]
         events += self._after_message()
         return events
 
+    def tls_started(self, info: TlsInfo) -> None:
+        """The handshake is done: RFC 3207 §4.2, the session starts over (no HELO known)."""
+        assert self.state is State.TLS
+        self.tls = info
+        self.helo = None
+        self._txn = _Transaction()
+        self._to("tls_up")
+
     def connection_lost(self) -> None:
-        self.state = State.CLOSED
+        self._to("close")
         self._buf = b""
         self._msg = bytearray()
+        self._held = b""
+
+    # --- the state table and replies --------------------------------------------------------
+
+    def _to(self, trigger: str) -> None:
+        nxt = TRANSITIONS.get((self.state, trigger))
+        if nxt is None:  # a bug in the machine, never the client's doing
+            raise RuntimeError(f"no transition from {self.state.name} on {trigger!r}")
+        self.state = nxt
+
+    def _say(self, key: str, **values: object) -> bytes:
+        template = self.dialect.replies[key]
+        static = _static(template)  # most replies name no field: rendered once per process
+        if static is not None:
+            return static
+        return render(
+            template,
+            host=self.hostname,  # made safe in __init__
+            date=self.date,
+            client_ip=self.client_ip,
+            id=self.session_tag,
+            **values,
+        )
+
+    def _reply(self, key: str, **values: object) -> None:
+        self._send(self._say(key, **values))
+
+    def _send(self, reply: bytes) -> None:
+        """Queue a reply, or hold it for the adapter's delay (the persona's error sleep)."""
+        if self._errors >= self._soft_at:
+            if self.delay:  # already holding one (a second reply in the same step)
+                self._held += reply
+            else:
+                self._held = reply
+                self.delay = self.dialect.error_delay
+            return
+        self._out.append(reply)
+
+    def _fail(self, key: str, detail: str, raw: bytes = b"", **values: object) -> ProtocolError:
+        """The error for ``key`` in the dialect's words; raise it where the fault is found."""
+        counts = key not in self.dialect.uncounted
+        return ProtocolError(detail, self._say(key, **values), raw=raw, counts=counts)
+
+    def _close(self) -> None:
+        self.closing = True
+        self._buf = b""  # what follows QUIT or a 421 is never read
+        self._msg = bytearray()  # nor is a message begun with BDAT kept
+
+    def _close_when_sent(self) -> None:
+        if self.delay:
+            self._close_after = True
+        else:
+            self._close()
 
     # --- input handling ---------------------------------------------------------------------
 
     def _run(self, events: list[SmtpEvent]) -> None:
         """Handle every complete line in the buffer (RFC 2920 pipelining)."""
-        self._run_lines(events)
-        if self.closing:
-            self._buf = b""  # what follows QUIT or a 421 is never read
-
-    def _run_lines(self, events: list[SmtpEvent]) -> None:
-        while not self.closing and self.state not in (State.DATA, State.STORING, State.CLOSED):
+        while not self.closing and not self.delay:
+            if self._errors >= self._hard_at and self._hard_limit(events):
+                return
+            if self.state in _NOT_READING_COMMANDS:
+                return
             nl = self._buf.find(b"\n")
             if nl < 0:
-                if len(self._buf) > self.limits.max_line + 1:  # +1: the CR before the LF
-                    self._buf = b""
+                if len(self._buf) > self._max_line + 1:  # +1: the CR before the LF
                     self._discarding = True
+                    self._buf = self._buf[: self._max_line]
                 return
             line = self._buf[:nl]
             self._buf = self._buf[nl + 1 :]
             if line.endswith(b"\r"):  # bare LF is tolerated, as by every real MTA
                 line = line[:-1]
-            if len(line) > self.limits.max_line:
-                self._line_too_long(events)
-                continue
-            self._line(line, events)
+            if self._long_pending or len(line) > self._max_line:
+                self._long_pending = False
+                self._long_line(line[: self._max_line], events)
+            else:
+                self._command(line, events)
             if self.state is State.DATA and self._buf:
                 rest, self._buf = self._buf, b""
                 self._receive_message(rest, events)
+            elif self.state is State.CHUNK and self._buf:
+                rest, self._buf = self._buf, b""
+                self._receive_chunk(rest, events)
+            elif self.state is State.TLS:
+                if self._buf:
+                    events.append(StartTls(self._buf))
+                    self._buf = b""
+                else:
+                    events.append(StartTls())
+                return
+
+    def _hard_limit(self, events: list[SmtpEvent]) -> bool:
+        """Postfix checks the hard limit before reading each command (smtpd_hard_error_limit);
+        the sensor's own cap (limits.max_errors) holds for every persona."""
+        events.append(Rejected("connect", 421, "errors"))
+        self._reply("too_many_errors", code="421")
+        self._close_when_sent()
+        return True
 
     def _skip_long_line(self, data: bytes, events: list[SmtpEvent]) -> None:
         nl = data.find(b"\n")
         if nl < 0:
             return
         self._discarding = False
-        self._buf = data[nl + 1 :]
-        self._line_too_long(events)
+        # The cut line, then what followed its end: _run() takes it as the next line.
+        self._buf = self._buf.replace(b"\n", b" ") + b"\n" + data[nl + 1 :]
+        self._long_pending = True
 
-    def _line_too_long(self, events: list[SmtpEvent]) -> None:
-        self._error(events, "500 5.5.0 Error: line too long", "line too long")
+    def _long_line(self, head: bytes, events: list[SmtpEvent]) -> None:
+        """An over-long command: Postfix runs its first max_line bytes, others refuse it."""
+        if self.dialect.long_line == "truncate":
+            self._command(head, events)
+        else:
+            self._error(self._fail("line_too_long", "line too long", head), events)
 
-    def _line(self, line: bytes, events: list[SmtpEvent]) -> None:
-        state = self.state
-        if state is State.AUTH_PLAIN:
-            self._auth_plain_response(line, events)
+    def _command(self, line: bytes, events: list[SmtpEvent]) -> None:
+        """One command line: dispatched, and any ProtocolError answered here (the one place)."""
+        try:
+            if self.state is State.AUTH:
+                self._auth_response(line, events)
+                return
+            self._dispatch(line, events)
+        except ProtocolError as err:
+            err.raw = line[:RAW_LIMIT]  # what the client sent, before any cut at a NUL
+            self._error(err, events)
+
+    def _error(self, err: ProtocolError, events: list[SmtpEvent]) -> None:
+        """The one place a client's fault is answered, logged and counted."""
+        dialect = self.dialect
+        continued = dialect.error_limit_style == "continue"
+        at_limit = False
+        if err.counts and continued:
+            self._errors += 1
+            at_limit = 0 < dialect.hard_error_limit <= self._errors
+            if at_limit:
+                # Exim: the error's reply goes on with "NNN Too many syntax or protocol
+                # errors" and the session ends.
+                code = err.reply[:3].decode()
+                err.reply = _continued(err.reply) + self._say("too_many_errors", code=code)
+                err.close = True
+        events.append(err.event())
+        if at_limit:
+            events.append(Rejected("connect", int(err.reply[:3]), "errors"))
+        self._send(err.reply)
+        if err.counts and not continued:
+            # Postfix counts the error after its reply: the 10th error's reply is not delayed.
+            self._errors += 1
+        if err.close:
+            self._close_when_sent()
+
+    def _dispatch(self, line: bytes, events: list[SmtpEvent]) -> None:
+        dialect = self.dialect
+        raw = line
+        if b"\0" in line:
+            if dialect.nul == "reject":
+                raise self._fail("nul_in_command", "NUL in command", line)
+            line = line[: line.index(b"\0")]  # C string semantics
+        if dialect.check_utf8 and not line.isascii():
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise self._fail("bad_utf8", "bad UTF-8", line) from None
+        words = line.split(None, 1)
+        if not words:
+            raise self._fail("bad_syntax", "empty command", raw)
+        verb_raw = words[0]
+        upper = verb_raw.upper()
+        handler = _COMMANDS.get(upper)
+        if handler is None or upper not in self._known:
+            self._unknown_command(verb_raw, line, events)
             return
-        if state is State.AUTH_LOGIN_USER or state is State.AUTH_LOGIN_PASS:
-            self._auth_login_response(line, events)
-            return
-        verb, _, arg = line.partition(b" ")
-        handler = _COMMANDS.get(verb.upper())
-        if handler is None:
-            if not line.strip():
-                self._error(events, "500 5.5.2 Error: bad syntax", "empty command", line)
-            else:
-                self._error(
-                    events, "502 5.5.2 Error: command not recognized", "unknown command", line
-                )
-            return
-        handler(self, arg.strip(b" \t"), line, events)
+        arg = words[1].strip(b" \t") if len(words) > 1 else b""
+        verb = _ascii(upper)
+        if self.state is State.GREETED and (
+            verb in dialect.helo_first or (upper == b"MAIL" and self.require_helo)
+        ):
+            key = f"{verb.lower()}_need_helo"
+            raise self._fail(key if key in dialect.replies else "need_helo", "no HELO", line)
+        if arg and verb in dialect.no_argument:
+            raise self._fail(f"{verb.lower()}_syntax", f"{verb} with an argument", line)
+        handler(self, arg, line, events)
+
+    def _unknown_command(self, verb: bytes, line: bytes, events: list[SmtpEvent]) -> None:
+        dialect = self.dialect
+        upper = verb.upper().decode("ascii", "replace")
+        first = verb[:1]
+        text = decode_client(line[:100])
+        if (
+            upper in dialect.forbidden_commands
+            or (dialect.forbid_non_letter and not first.isalpha())
+            or (dialect.forbid_header_names and _is_header_name(verb))
+        ):
+            # Postfix: "221 2.7.0 Error: I can break rules, too. Goodbye." and hang up.
+            err = self._fail("forbidden_command", "non-SMTP command", line, line=text)
+            if err.reply[:1] == b"2":  # a goodbye (Postfix); others answer it as unknown
+                err.close = True
+                err.counts = False
+                events.append(Rejected("connect", 221, "forbidden"))
+            raise err
+        self._unknown += 1
+        limit = dialect.unknown_command_limit
+        if limit and self._unknown > limit:
+            err = self._fail("too_many_unknown", "too many unknown commands", line, line=text)
+            events.append(Rejected("connect", int(err.reply[:3]), "errors"))
+            err.close = True
+            raise err
+        err = self._fail("unknown_command", "unknown command", line, line=text)
+        err.counts = dialect.unknown_counts
+        raise err
 
     # --- commands ---------------------------------------------------------------------------
 
     def _cmd_helo(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
-        ehlo = line[:4].upper() == b"EHLO"
+        ehlo = line.lstrip()[:4].upper() == b"EHLO"
         if not arg:
-            self._error(
-                events, f"501 Syntax: {'EHLO' if ehlo else 'HELO'} hostname", "no name", line
-            )
-            return
+            raise self._fail("ehlo_syntax" if ehlo else "helo_syntax", "no name", line)
+        if self.helo is not None and not self.dialect.repeat_helo:
+            raise self._fail("helo_again", "second HELO", line)
+        if self.dialect.strict_helo and not _HELO_NAME.fullmatch(arg):
+            # Exim's check_helo(): a domain name or an address literal, nothing else.
+            raise self._fail("ehlo_syntax" if ehlo else "helo_syntax", "bad HELO name", line)
         self.helo = decode_client(arg)
         events.append(Helo("EHLO" if ehlo else "HELO", self.helo))
-        # RFC 5321 §4.1.4: EHLO/HELO resets any transaction in progress.
         self._txn = _Transaction()
-        self.state = State.READY
+        self._to("helo")
         if not ehlo:
-            self._reply(f"250 {self.hostname}")
+            self._reply("helo", helo=self.helo)
             return
-        self._out.append(
-            _ehlo_reply(self.hostname, self.limits.max_message_size, self.persona.auth_equals)
+        first = self._say("ehlo", helo=self.helo)
+        keywords = self._ehlo_keywords()
+        if keywords:  # the first line's last line continues: "250-name"
+            first = _continued(first)
+        self._send(first + keywords)
+
+    def _auth_offered(self) -> bool:
+        offer = self.auth_offer
+        if offer == "never" or not self.dialect.auth_mechanisms:
+            return False
+        return offer == "always" or self.tls is not None
+
+    def _ehlo_keywords(self) -> bytes:
+        """The EHLO lines after the first (RFC 5321 §4.1.1.1), built once per variant."""
+        return _ehlo_lines(
+            self.dialect,
+            self._size_limit,
+            self.tls is not None,
+            self.tls_available,
+            self._auth_offered(),
         )
 
-    def _needs_helo(self, line: bytes, events: list[SmtpEvent]) -> bool:
-        if self.state is State.GREETED and self.require_helo:
-            self._error(events, "503 5.5.1 Error: send HELO/EHLO first", "no HELO", line)
-            return True
-        return False
-
     def _cmd_mail(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
-        if self._needs_helo(line, events):
-            return
-        if self.state in (State.MAIL, State.RCPT):
-            self._error(events, "503 5.5.1 Error: nested MAIL command", "nested MAIL", line)
-            return
-        if self.messages >= self.limits.max_messages:
-            events.append(Rejected("mail", 421, "messages"))
-            self._reply(f"421 4.7.0 {self.hostname} Error: too many messages")
-            self.closing = True
-            return
+        if self.state in _IN_TXN:
+            raise self._fail("nested_mail", "nested MAIL", line)
+        if self.state is State.CHUNKED:
+            raise self._fail("mail_after_bdat", "MAIL after BDAT", line)
         parsed = _after_keyword(arg, b"FROM:")
-        path = split_path(parsed) if parsed is not None else None
+        if parsed is None or not parsed.strip():
+            raise self._fail("mail_syntax", "bad MAIL syntax", line)
+        path = split_path(parsed)
         if path is None:
-            self._error(events, "501 5.5.4 Syntax: MAIL FROM:<address>", "bad MAIL syntax", line)
-            return
+            raise self._fail(
+                "bad_sender", "bad sender address", line, arg=decode_client(parsed.strip())
+            )
         address, params = path
+        self._check_params(params, self.dialect.mail_params, "bad_mail_param", address, line)
+        if self.messages >= self.limits.max_messages:
+            events.append(Rejected("mail", 450, "messages"))
+            raise self._fail("too_much_mail", "too many messages", line)
         if self.storage_low:
             # RFC 5321 §4.5.3.1.10 / RFC 3463 4.3.1: a transient "insufficient system
             # storage" at MAIL, as Postfix answers when its queue is short of space; the
             # client keeps the message and retries later.
             events.append(Rejected("mail", 452, "storage"))
-            self._reply("452 4.3.1 Insufficient system storage")
+            self._reply("storage_low")
             return
         size = _parse_size(params)
-        if size is not None and size > self.limits.max_message_size:
+        if size is not None and size > self._size_limit:
             events.append(Rejected("mail", 552, "size"))
-            self._reply("552 5.3.4 Message size exceeds fixed limit")
+            self._reply("size_exceeded")
             return
-        self._txn = _Transaction(decode_client(address), decode_client(params))
-        self.state = State.MAIL
-        self._out.append(b"250 2.1.0 Ok\r\n")
+        sender = decode_client(address)
+        self._txn = _Transaction(sender, decode_client(params))
+        self._to("mail")
+        self._reply("mail_ok", address=sender)
+
+    def _check_params(
+        self, params: bytes, known: tuple[str, ...], key: str, address: bytes, line: bytes
+    ) -> None:
+        if not params or not self.dialect.check_params:
+            return
+        for param in params.split():
+            name = param.partition(b"=")[0].upper().decode("ascii", "replace")
+            if name not in known:
+                raise self._fail(
+                    key,
+                    f"unsupported parameter {name[:40]}",
+                    line,
+                    param=decode_client(param),
+                    address=decode_client(address),
+                )
+
+    def _local_user_refused(self, address: bytes) -> bool:
+        """A bare local part (no domain) that this server has no user for. "host!user" and
+        "user%host" are routed addresses (swap_bangpath, allow_percent_hack), not local."""
+        if not address or b"@" in address or b"!" in address or b"%" in address:
+            return False
+        d = self.dialect
+        return not d.check_local_users or decode_client(address).lower() not in d.local_users
 
     def _cmd_rcpt(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
-        if self.state not in (State.MAIL, State.RCPT):
-            self._error(events, "503 5.5.1 Error: need MAIL command", "RCPT before MAIL", line)
-            return
+        if self.state is State.CHUNKED:
+            raise self._fail("rcpt_after_bdat", "RCPT after BDAT", line)
+        if self.state not in _IN_TXN:
+            raise self._fail("need_mail", "RCPT before MAIL", line)
         parsed = _after_keyword(arg, b"TO:")
-        path = split_path(parsed) if parsed is not None else None
+        if parsed is None or not parsed.strip():
+            raise self._fail("rcpt_syntax", "bad RCPT syntax", line)
+        path = split_path(parsed)
         if path is None or not path[0]:
-            self._error(events, "501 5.5.4 Syntax: RCPT TO:<address>", "bad RCPT syntax", line)
-            return
+            raise self._fail(
+                "bad_recipient", "bad recipient address", line, arg=decode_client(parsed.strip())
+            )
+        address, params = path
+        self._check_params(params, self.dialect.rcpt_params, "bad_rcpt_param", address, line)
+        if self._local_user_refused(address):
+            raise self._fail(
+                "unknown_local_user", "unknown local user", line, address=decode_client(address)
+            )
         txn = self._txn
         if len(txn.rcpt_to) >= self.limits.max_recipients:
             # RFC 5321 §4.5.3.1.10: 452 tells the client to send the rest in another message.
             if not txn.over_limit:
                 events.append(Rejected("rcpt", 452, "recipients"))
                 txn.over_limit = True
-            self._reply("452 4.5.3 Error: too many recipients")
+            self._reply("too_many_recipients")
             return
-        txn.rcpt_to.append(decode_client(path[0]))
-        self.state = State.RCPT
-        self._out.append(b"250 2.1.5 Ok\r\n")
+        rcpt = decode_client(address)
+        txn.rcpt_to.append(rcpt)
+        self._to("rcpt")
+        self._reply("rcpt_ok", address=rcpt)
 
     def _cmd_data(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
+        if self.state is State.CHUNKED:
+            raise self._fail("data_after_bdat", "DATA after BDAT", line)
+        if self.state is State.MAIL:
+            raise self._fail("data_need_rcpt", "DATA without RCPT", line)
         if self.state is not State.RCPT:
-            why = "need RCPT command" if self.state is State.MAIL else "need MAIL command"
-            self._error(events, f"503 5.5.1 Error: {why}", f"DATA: {why}", line)
-            return
-        self.state = State.DATA
+            raise self._fail("data_need_mail", "DATA without MAIL", line)
+        self._to("data")
         # The sentinel LF lets the terminator scan treat the first line like any other.
         self._msg = bytearray(b"\n")
         self._scanned = 0
         self._msg_oversize = False
-        self._out.append(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+        self._reply("data_go_ahead")
+
+    def _cmd_bdat(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
+        words = arg.split()
+        last = len(words) == 2 and words[1].upper() == b"LAST"
+        if not words or not words[0].isdigit() or len(words) > 2 or (len(words) == 2) != last:
+            # Without a size the chunk cannot be skipped: the session ends (Postfix's 521).
+            err = self._fail("bdat_syntax", "bad BDAT syntax", line)
+            err.close = True
+            raise err
+        size = int(words[0])
+        if self.state not in (State.RCPT, State.CHUNKED):
+            # RFC 3030 §2: the chunk's bytes follow all the same; they are thrown away.
+            skipped = min(size, len(self._buf))
+            self._buf = self._buf[skipped:]
+            self._skip = size - skipped
+            key = "bdat_need_rcpt" if self.state is State.MAIL else "bdat_need_mail"
+            raise self._fail(key, "BDAT out of order", line)
+        if self.state is State.RCPT:
+            self._msg = bytearray()
+            self._msg_oversize = False
+        self._to("bdat")
+        self._chunk_left = size
+        self._scanned = 1 if last else 0  # reused as the LAST flag while in a chunk
+        if size == 0:
+            self._chunk_done(events)
 
     def _cmd_rset(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
         self._txn = _Transaction()
-        if self.state in (State.MAIL, State.RCPT):
-            self.state = State.READY
-        self._out.append(b"250 2.0.0 Ok\r\n")
+        self._msg = bytearray()
+        self._to("rset")
+        self._reply("rset")
 
     def _cmd_noop(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
-        self._out.append(b"250 2.0.0 Ok\r\n")
+        self._reply("noop")
 
     def _cmd_vrfy(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
         if not arg:
-            self._error(events, "501 5.5.4 Syntax: VRFY address", "VRFY without address", line)
-            return
-        # RFC 5321 §3.5.3: 252 "cannot verify, but will accept" — what an open relay says.
-        self._reply(f"252 2.0.0 {reply_text(decode_client(arg), 400)}")
+            raise self._fail("vrfy_syntax", "VRFY without address", line)
+        path = split_path(arg)
+        address = path[0] if path is not None else arg
+        if self._local_user_refused(address):
+            raise self._fail(
+                "vrfy_local", "VRFY unknown local user", line, address=decode_client(address)
+            )
+        self._reply("vrfy", arg=decode_client(arg), address=decode_client(address))
+
+    def _cmd_expn(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
+        raise self._fail("expn", "EXPN refused", line, arg=decode_client(arg))
+
+    def _cmd_etrn(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
+        if self.state in _IN_TXN:
+            raise self._fail("etrn_in_mail", "ETRN in a transaction", line)
+        if not arg:
+            raise self._fail("etrn_syntax", "ETRN without domain", line)
+        raise self._fail("etrn", "ETRN refused", line, arg=decode_client(arg))
 
     def _cmd_help(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
-        self._out.append(_HELP)
+        self._reply("help", arg=decode_client(arg))
 
     def _cmd_quit(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
         events.append(Quit())
-        self._out.append(b"221 2.0.0 Bye\r\n")
-        self.closing = True
+        self._reply("quit")
+        self._close_when_sent()
+
+    # --- STARTTLS (RFC 3207) ----------------------------------------------------------------
+
+    def _cmd_starttls(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
+        if self.tls is not None:
+            raise self._fail("starttls_active", "STARTTLS under TLS", line)
+        if not self.tls_available:
+            raise self._fail("starttls_not_offered", "STARTTLS not offered", line)
+        if self.state not in _BEFORE_TXN:
+            raise self._fail("auth_in_mail", "STARTTLS in a transaction", line)
+        self._reply("starttls")
+        self._to("starttls")
+
+    # --- AUTH (RFC 4954) --------------------------------------------------------------------
 
     def _cmd_auth(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
+        if not self._auth_offered():
+            raise self._fail("auth_not_offered", "AUTH not offered", line)
         if self.state is State.GREETED:
-            self._error(events, "503 5.5.1 Error: send HELO/EHLO first", "AUTH before HELO", line)
-            return
-        if self.state in (State.MAIL, State.RCPT):
-            self._error(
-                events, "503 5.5.1 Error: MAIL transaction in progress", "AUTH in MAIL", line
-            )
-            return
+            raise self._fail("auth_need_helo", "AUTH before HELO", line)
+        if self.state not in _BEFORE_TXN:
+            raise self._fail("auth_in_mail", "AUTH in a transaction", line)
         if self._authenticated:
-            self._error(events, "503 5.5.1 Error: already authenticated", "second AUTH", line)
+            raise self._fail("auth_again", "second AUTH", line)
+        words = arg.split()
+        if not words or len(words) > 2:
+            raise self._fail("auth_syntax", "bad AUTH syntax", line)
+        mechanism = words[0].upper().decode("ascii", "replace")
+        if mechanism not in self.dialect.auth_mechanisms:
+            raise self._fail("auth_unknown_mechanism", "unsupported AUTH mechanism", line)
+        self._auth = _Auth(mechanism)
+        self._to("auth")
+        if len(words) == 2:  # RFC 4954 §4: an initial response ("=" for an empty one)
+            initial = b"" if words[1] == b"=" else words[1]
+            self._auth_response(initial, events)
             return
-        mechanism, _, initial = arg.partition(b" ")
-        mechanism = mechanism.upper()
-        initial = initial.strip()
-        if mechanism == b"PLAIN":
-            if initial:
-                self._auth_plain_response(initial, events)
-            else:
-                self.state = State.AUTH_PLAIN
-                self._out.append(b"334 \r\n")
-        elif mechanism == b"LOGIN":
-            if initial:
-                self.state = State.AUTH_LOGIN_USER
-                self._auth_login_response(initial, events)
-            else:
-                self.state = State.AUTH_LOGIN_USER
-                self._out.append(_LOGIN_USER_PROMPT)
-        else:
-            self._error(
-                events,
-                "535 5.7.8 Error: authentication failed: Invalid authentication mechanism",
-                "unsupported AUTH mechanism",
-                line,
-            )
+        self._reply("auth_prompt_plain" if mechanism == "PLAIN" else "auth_prompt_user")
 
-    def _auth_cancelled(self, line: bytes, events: list[SmtpEvent]) -> bool:
-        # RFC 4954 §4: a lone "*" cancels the exchange.
-        if line.strip() != b"*":
-            return False
-        self.state = State.READY
-        self._error(events, "501 5.7.0 Authentication aborted", "AUTH aborted", line)
-        return True
-
-    def _auth_plain_response(self, line: bytes, events: list[SmtpEvent]) -> None:
-        self.state = State.READY
-        if self._auth_cancelled(line, events):
-            return
-        decoded = _b64(line)
-        if decoded is None or decoded.count(b"\0") != 2:
-            self._error(events, "501 5.5.2 Cannot decode response", "bad AUTH PLAIN", line)
-            return
-        # RFC 4616 §2: authzid NUL authcid NUL passwd
-        _, user, password = decoded.split(b"\0")
-        self._auth_ok(AuthAttempt("PLAIN", decode_client(user), decode_client(password)), events)
-
-    def _auth_login_response(self, line: bytes, events: list[SmtpEvent]) -> None:
-        if self._auth_cancelled(line, events):
-            return
+    def _auth_response(self, line: bytes, events: list[SmtpEvent]) -> None:
+        auth = self._auth
+        assert auth is not None
+        if line.strip() == b"*":  # RFC 4954 §4: a lone "*" cancels the exchange
+            self._auth_end()
+            raise self._fail("auth_cancelled", "AUTH cancelled", line)
         decoded = _b64(line)
         if decoded is None:
-            self.state = State.READY
-            self._error(events, "501 5.5.2 Cannot decode response", "bad AUTH LOGIN", line)
+            self._auth_end()
+            raise self._fail("auth_bad_base64", "bad AUTH response", line)
+        if auth.mechanism == "PLAIN":
+            parts = decoded.split(b"\0")
+            if len(parts) != 3:  # RFC 4616 §2: authzid NUL authcid NUL passwd
+                self._auth_end()
+                raise self._fail("auth_bad_base64", "bad AUTH PLAIN", line)
+            self._auth_verdict(AuthAttempt("PLAIN", decode_client(parts[1]),
+                                           decode_client(parts[2])), events)  # fmt: skip
             return
-        if self.state is State.AUTH_LOGIN_USER:
-            self._auth_user = decode_client(decoded)
-            self.state = State.AUTH_LOGIN_PASS
-            self._out.append(_LOGIN_PASS_PROMPT)
+        if auth.user is None:  # LOGIN: first the user name, then the password
+            auth.user = decode_client(decoded)
+            self._to("auth_step")
+            self._reply("auth_prompt_password")
             return
-        self.state = State.READY
-        self._auth_ok(AuthAttempt("LOGIN", self._auth_user, decode_client(decoded)), events)
+        self._auth_verdict(AuthAttempt("LOGIN", auth.user, decode_client(decoded)), events)
 
-    def _auth_ok(self, attempt: AuthAttempt, events: list[SmtpEvent]) -> None:
+    def _auth_end(self) -> None:
+        self._auth = None
+        self._to("auth_done")
+
+    def _auth_verdict(self, attempt: AuthAttempt, events: list[SmtpEvent]) -> None:
+        """Every attempt is logged, and answered as the persona answers a wrong password: an
+        open relay needs no AUTH, so nothing is lost by refusing it."""
+        self._auth_end()
         events.append(attempt)
-        self._authenticated = True
-        self._reply("235 2.7.0 Authentication successful")
+        self._reply("auth_failed", mechanism=attempt.mechanism)
+        if "auth_failed" not in self.dialect.uncounted:
+            self._errors += 1  # Postfix counts a failed AUTH as an error
 
     # --- message content --------------------------------------------------------------------
 
@@ -543,7 +989,7 @@ class SmtpServer:
         start = max(self._scanned - 3, 0)
         ends = [i for i in (msg.find(b"\n.\r\n", start), msg.find(b"\n.\n", start)) if i >= 0]
         if not ends:
-            limit = self.limits.max_message_size
+            limit = self._size_limit
             # Beyond the sentinel and a possible partial terminator (".\r"), msg holds content.
             if len(msg) > limit + 3:
                 # Past the limit the content is dropped; only a tail is kept to find the end.
@@ -558,11 +1004,11 @@ class SmtpServer:
         self._msg = bytearray()
         self._scanned = 0
         self._buf = rest
-        if self._msg_oversize or len(body) > self.limits.max_message_size:
+        if self._msg_oversize or len(body) > self._size_limit:
             events.append(Rejected("data", 552, "size"))
-            self._reply("552 5.3.4 Message size exceeds fixed limit")
             self._txn = _Transaction()
-            self.state = State.READY
+            self._to("too_big")
+            self._reply("message_too_big")
             return
         # RFC 5321 §4.5.2: drop the first "." of every line that starts with one.
         if body.startswith(b".") or b"\n." in body:
@@ -571,54 +1017,90 @@ class SmtpServer:
         events.append(
             MessageReceived(self.helo, txn.mail_from, txn.mail_params, tuple(txn.rcpt_to), body)
         )
-        self.state = State.STORING
+        self._last_bdat, self._last_size = False, len(body)
+        self._to("end_of_data")
+
+    def _receive_chunk(self, data: bytes, events: list[SmtpEvent]) -> None:
+        """BDAT bytes (RFC 3030 §2): taken exactly as sent, no dot-unstuffing, no scanning."""
+        take = min(len(data), self._chunk_left)
+        self._chunk_left -= take
+        if not self._msg_oversize:
+            if len(self._msg) + take > self._size_limit:
+                self._msg_oversize = True
+                self._msg = bytearray()
+            else:
+                self._msg += data[:take]
+        self._buf = data[take:] + self._buf
+        if not self._chunk_left:
+            self._chunk_done(events)
+
+    def _chunk_done(self, events: list[SmtpEvent]) -> None:
+        last = self._scanned == 1
+        self._scanned = 0
+        if self._msg_oversize:
+            events.append(Rejected("data", 552, "size"))
+            self._txn = _Transaction()
+            self._msg = bytearray()
+            self._to("too_big")
+            self._reply("bdat_too_big")
+            return
+        if not last:
+            self._to("chunk")
+            self._reply("bdat_chunk_ok", size=len(self._msg))
+            return
+        body = bytes(self._msg)
+        self._msg = bytearray()
+        txn = self._txn
+        events.append(
+            MessageReceived(
+                self.helo, txn.mail_from, txn.mail_params, tuple(txn.rcpt_to), body, bdat=True
+            )
+        )
+        self._last_bdat, self._last_size = True, len(body)
+        self._to("last_chunk")
 
     def _after_message(self) -> list[SmtpEvent]:
         self._txn = _Transaction()
-        self.state = State.READY
         events: list[SmtpEvent] = []
         self._run(events)
         return events
 
-    # --- replies ----------------------------------------------------------------------------
 
-    def _reply(self, text: str) -> None:
-        self._out.append(text.encode("utf-8", "backslashreplace") + b"\r\n")
+@functools.lru_cache(maxsize=64)
+def _ascii(verb: bytes) -> str:
+    return verb.decode("ascii")
 
-    def _error(self, events: list[SmtpEvent], reply: str, detail: str, raw: bytes = b"") -> None:
-        self._reply(reply)
-        events.append(ClientError(detail, reply.encode(), raw[:256]))
-        self._errors += 1
-        if self._errors >= self.limits.max_errors:
-            events.append(Rejected("connect", 421, "errors"))
-            self._reply(f"421 4.7.0 {self.hostname} Error: too many errors")
-            self.closing = True
+
+@functools.lru_cache(maxsize=64)
+def _known_verbs(dialect: SmtpDialect) -> frozenset[bytes]:
+    """The dialect's commands as the upper-case bytes the dispatcher looks up."""
+    return frozenset(verb.encode() for verb in dialect.commands)
+
+
+def _continued(reply: bytes) -> bytes:
+    """``reply`` with its last line marked as continued ("NNN-"): more lines follow."""
+    start = reply.rfind(b"\r\n", 0, len(reply) - 2) + 2 if reply.count(b"\r\n") > 1 else 0
+    return reply[: start + 3] + b"-" + reply[start + 4 :]
 
 
 @functools.lru_cache(maxsize=1024)
-def _ehlo_reply(hostname: str, size: int, auth_equals: bool) -> bytes:
-    """The multi-line EHLO reply (RFC 5321 §4.1.1.1); one per name, built once."""
-    lines = [hostname, "PIPELINING", f"SIZE {size}", "VRFY", "ETRN", "AUTH PLAIN LOGIN"]
-    if auth_equals:
-        lines.append("AUTH=PLAIN LOGIN")
-    lines += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8"]
-    text = "\r\n".join(f"250-{x}" for x in lines[:-1]) + f"\r\n250 {lines[-1]}\r\n"
-    return text.encode()
-
-
-def reply_text(text: str, limit: int) -> str:
-    """Text safe inside one reply line: printable ASCII only (escapes), at most ``limit``."""
-    ascii_text = text.encode("ascii", "backslashreplace").decode("ascii")
-    if not ascii_text.isprintable():
-        ascii_text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in ascii_text)
-    return ascii_text[:limit]
-
-
-def _after_keyword(arg: bytes, keyword: bytes) -> bytes | None:
-    """The rest after ``FROM:``/``TO:``, allowing the space many clients put after the colon."""
-    if arg[: len(keyword)].upper() != keyword:
-        return None
-    return arg[len(keyword) :]
+def _ehlo_lines(
+    dialect: SmtpDialect, size: int, tls_active: bool, tls_available: bool, auth: bool
+) -> bytes:
+    """The EHLO lines after the first: 250-KEYWORD ... 250 LAST, built once per variant."""
+    keywords = dialect.ehlo_keywords_tls if tls_active else dialect.ehlo_keywords
+    lines: list[str] = []
+    for keyword in keywords:
+        if keyword == "{auth}":
+            if auth:
+                lines += dialect.auth_keywords
+        elif keyword == "STARTTLS" and not tls_available:
+            continue
+        else:
+            lines.append(keyword.replace("{size}", str(size)))
+    if not lines:
+        return b""
+    return ("".join(f"250-{x}\r\n" for x in lines[:-1]) + f"250 {lines[-1]}\r\n").encode()
 
 
 _COMMANDS = {
@@ -627,10 +1109,14 @@ _COMMANDS = {
     b"MAIL": SmtpServer._cmd_mail,
     b"RCPT": SmtpServer._cmd_rcpt,
     b"DATA": SmtpServer._cmd_data,
+    b"BDAT": SmtpServer._cmd_bdat,
     b"RSET": SmtpServer._cmd_rset,
     b"NOOP": SmtpServer._cmd_noop,
     b"VRFY": SmtpServer._cmd_vrfy,
+    b"EXPN": SmtpServer._cmd_expn,
+    b"ETRN": SmtpServer._cmd_etrn,
     b"HELP": SmtpServer._cmd_help,
     b"QUIT": SmtpServer._cmd_quit,
+    b"STARTTLS": SmtpServer._cmd_starttls,
     b"AUTH": SmtpServer._cmd_auth,
 }

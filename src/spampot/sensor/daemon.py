@@ -17,6 +17,7 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from spampot.sensor.events import RotationPolicy, recover_event_files
 from spampot.sensor.paths import name_component
 from spampot.sensor.privileges import PrivilegeError, drop_privileges
 from spampot.sensor.spool import Spool
+from spampot.sensor.tls import ensure_certificate, server_context
 from spampot.sensor.worker import CONTROL_SIGNALS, Listener, Worker, WorkerSpec
 
 LOCK_FILE = "sensor.lock"
@@ -149,6 +151,15 @@ def _run_sensor(config: Config, log: TextIO, reload: Callable[[], Config] | None
     raise_fd_limit()
     spool = Spool(config.data_dir, config.spool.compress_level)
     published, removed = spool.prepare()
+    tls = None
+    if config.smtp.starttls:
+        # Made (once, before the ports listen: clients never queue behind the key generation)
+        # and read while still root: the key stays unreadable to others.
+        try:
+            tls = server_context(*ensure_certificate(config.data_dir, config.smtp_hostname))
+        except (OSError, ssl.SSLError) as exc:
+            print(f"spampot: TLS certificate: {exc}", file=log)
+            return 2
     workers = config.sensor.workers
     per_worker, errors = bind_listeners(config, workers)
     for error in errors:
@@ -183,7 +194,7 @@ def _run_sensor(config: Config, log: TextIO, reload: Callable[[], Config] | None
     state.clear_worker_files(config.data_dir)
     pid_file = state.write_pid_file(config.data_dir)
     specs = [
-        WorkerSpec(config, spool, listeners, k, errors, settled, reload)
+        WorkerSpec(config, spool, listeners, k, errors, settled, reload, tls)
         for k, listeners in enumerate(per_worker)
     ]
     try:

@@ -13,13 +13,15 @@ import hashlib
 import ipaddress
 import os
 import random
+import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from spampot.config import IPNetwork, LimitsSection
-from spampot.personas import choose_persona
+from spampot.dialects import load as load_dialect
+from spampot.personas import tunnel_persona
 from spampot.protocols.common import ClientError, printable
 from spampot.protocols.detect import ProxyServer
 from spampot.protocols.http_proxy import MAX_BODY_BYTES, MAX_HEADER_BYTES, WebServer
@@ -37,18 +39,23 @@ from spampot.protocols.smtp import (
     Quit,
     Rejected,
     SmtpLimits,
-    SmtpPersona,
     SmtpServer,
+    StartTls,
 )
+from spampot.protocols.smtp_dialect import SmtpDialect, queue_id, render
 from spampot.protocols.socks import MAX_USERID
 from spampot.sensor.events import EventBuffer
 from spampot.sensor.metrics import SensorMetrics
 from spampot.sensor.original_dst import original_destination
 from spampot.sensor.paths import ip_component
 from spampot.sensor.spool import SpoolItem
+from spampot.sensor.tls import TlsError, TlsLayer
 from spampot.sensor.writer import Writer
 
 Machine = SmtpServer | ProxyServer | WebServer
+
+#: Listener roles that speak SMTP (config.listeners()); "smtps" starts with TLS (RFC 8314).
+SMTP_ROLES = frozenset({"smtp", "submission", "smtps"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +64,11 @@ class SessionSettings:
 
     sensor: str
     hostname: str
-    persona: SmtpPersona
+    dialect: SmtpDialect  # the persona of direct SMTP ports
     limits: SmtpLimits
     require_helo: bool
+    tls: ssl.SSLContext | None = None  # STARTTLS and SMTPS; None: not offered
+    auth_offer: str = "tls"  # "tls", "always", "never" (smtp.auth)
     proxy: ProxyPolicy = field(default_factory=ProxyPolicy)
     trusted_proxies: tuple[IPNetwork, ...] = ()  # PROXY protocol accepted from these
     max_header_bytes: int = MAX_HEADER_BYTES
@@ -102,9 +111,9 @@ class SensorContext:
         """12 hex digits, as Cowrie's session ids."""
         return f"{self._ids.getrandbits(48):012x}"
 
-    def queue_id(self) -> str:
-        """A Postfix-style short queue id: 10 upper-case hex digits."""
-        return f"{self._ids.getrandbits(40):010X}"
+    def queue_id(self, style: str) -> str:
+        """A queue id in the persona's style (Postfix, Exim, Sendmail, ...)."""
+        return queue_id(style, self._ids.getrandbits(64), time.time())
 
     def admit(self, address: str) -> bool:
         """Count a session from ``address``, unless that address is at its limit."""
@@ -143,7 +152,7 @@ class SensorContext:
 
 
 class SensorSession(asyncio.Protocol):
-    """One TCP connection; ``role`` is "smtp" or "proxy" (from the listening port)."""
+    """One TCP connection; ``role`` is one of SMTP_ROLES or "proxy" (from the listening port)."""
 
     __slots__ = (
         "base",
@@ -151,6 +160,7 @@ class SensorSession(asyncio.Protocol):
         "bytes_out",
         "counted",
         "ctx",
+        "delay_timer",
         "header",
         "last",
         "machine",
@@ -161,6 +171,7 @@ class SensorSession(asyncio.Protocol):
         "started",
         "target_host",
         "target_port",
+        "tls",
         "transport",
         "via",
     )
@@ -183,6 +194,8 @@ class SensorSession(asyncio.Protocol):
         self.via = "smtp"
         self.target_host: str | None = None
         self.target_port: int | None = None
+        self.tls: TlsLayer | None = None  # after STARTTLS (or from the start on SMTPS)
+        self.delay_timer: asyncio.TimerHandle | None = None  # a persona's error delay
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
@@ -223,9 +236,10 @@ class SensorSession(asyncio.Protocol):
         self.reason = reason
         transport = self.transport
         assert transport is not None
-        if self.role == "smtp":
-            host = self.ctx.settings.hostname
-            transport.write(f"421 4.7.0 {host} Error: too many connections\r\n".encode())
+        if self.role in ("smtp", "submission"):
+            s = self.ctx.settings
+            reply = s.dialect.replies["too_many_connections"]
+            transport.write(render(reply, host=s.hostname, client_ip=self.base["src_ip"]))
         transport.close()
 
     def _open(self) -> None:
@@ -252,16 +266,31 @@ class SensorSession(asyncio.Protocol):
                 max_userid=s.max_socks_userid,
                 port_seed=f"{self.base['session']}".encode(),
             )
+        elif self.role == "smtps":
+            # RFC 8314 §3.3: TLS from the first byte; the banner follows the handshake.
+            assert s.tls is not None
+            self.tls = TlsLayer(s.tls)
+            return
         else:
-            self.machine = SmtpServer(
-                s.hostname,
-                s.persona,
-                s.limits,
-                require_helo=s.require_helo,
-                date=ctx.buffer.clock.mail_date(),
-                storage_low=ctx.storage_low,
-            )
+            self.machine = self._smtp_machine(s.hostname, s.dialect, self.base["src_ip"])
         self._flush()
+
+    def _smtp_machine(self, name: str, dialect: SmtpDialect, client_ip: str) -> SmtpServer:
+        s = self.ctx.settings
+        return SmtpServer(
+            name,
+            dialect,
+            s.limits,
+            require_helo=s.require_helo,
+            date=self.ctx.buffer.clock.mail_date(),
+            storage_low=self.ctx.storage_low,
+            client_ip=client_ip,
+            tls_available=s.tls is not None,
+            auth_offer=s.auth_offer,
+            tls=self.tls.info() if self.tls is not None else None,
+            # Only personas that print one (Google's gsmtp id) cost a random draw.
+            session_tag=self.ctx.queue_id("google") if "{id}" in dialect.replies["banner"] else "",
+        )
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
@@ -270,17 +299,101 @@ class SensorSession(asyncio.Protocol):
             data = self._proxy_header(data)
             if not data:
                 return
+        if self.tls is not None:
+            data = self._tls_receive(data)
+            if not data:
+                return
         machine = self.machine
         if machine is None:
             return
         self._handle(machine.receive_data(data))
-        if isinstance(machine, SmtpServer) and machine.waiting and machine.buffered:
-            # The client pipelined past a message still waiting for the disk: read no more
-            # until it is answered, so the backlog stays in the kernel, not in our memory.
-            # (Most clients wait for the 250; they cost no pause/resume system calls.)
+        self._pace(machine)
+
+    def _pace(self, machine: Machine) -> None:
+        """Stop reading while the machine waits (disk, error delay); arm the delay's timer."""
+        if not isinstance(machine, SmtpServer) or self.transport is None:
+            return
+        if machine.delay and self.delay_timer is None:
+            # The persona's error sleep, without sleeping: the reply is held by the machine,
+            # nothing is read, and a loop timer releases it (a handle of ~100 bytes).
+            loop = asyncio.get_running_loop()
+            self.delay_timer = loop.call_later(machine.delay, self._delay_over)
+        if machine.waiting and (machine.buffered or machine.delay) and not self.paused:
+            # The client pipelined past a message still waiting for the disk, or made the
+            # persona slow down: read no more, so the backlog stays in the kernel. (Most
+            # clients wait for the 250; they cost no pause/resume system calls.)
             self.paused = True
+            self.transport.pause_reading()
+        elif self.paused and not machine.waiting:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def _delay_over(self) -> None:
+        self.delay_timer = None
+        machine = self.machine
+        if not isinstance(machine, SmtpServer) or self.transport is None:
+            return
+        self._handle(machine.resume())
+        self._pace(machine)
+
+    # --- TLS (STARTTLS, SMTPS) --------------------------------------------------------------
+
+    def _tls_receive(self, raw: bytes) -> bytes:
+        """Raw bytes through the TLS layer; returns the plaintext for the machine."""
+        layer = self.tls
+        assert layer is not None
+        was_established = layer.established
+        try:
+            plain = layer.receive(raw)
+        except TlsError as exc:
+            self._tls_write(b"")  # a TLS alert, if OpenSSL made one
+            self.ctx.buffer.emit(
+                "smtp.error",
+                self.base,
+                f"TLS failed: {exc}",
+                error=f"TLS: {exc}",
+                reply="",
+                input=printable(raw[:64]),
+            )
+            self.reason = "tls error"
             if self.transport is not None:
-                self.transport.pause_reading()
+                self.transport.close()
+            return b""
+        if not was_established:
+            self._tls_write(b"")  # the handshake's own messages
+            if layer.established:
+                self._tls_up(layer)
+        return plain
+
+    def _tls_up(self, layer: TlsLayer) -> None:
+        info = layer.info()
+        # Every later event of the session says it came over TLS (the data stay as before).
+        self.base["tls"] = {"version": info.version, "cipher": info.cipher, "sni": info.sni}
+        self.ctx.buffer.emit(
+            "smtp.tls",
+            self.base,
+            f"TLS established: {info.version} {info.cipher}",
+            role=self.role,
+        )
+        machine = self.machine
+        if isinstance(machine, SmtpServer) and machine.starting_tls:
+            machine.tls_started(info)
+        elif machine is None:  # SMTPS: the session starts now, banner first
+            s = self.ctx.settings
+            self.machine = self._smtp_machine(s.hostname, s.dialect, self.base["src_ip"])
+            self._flush()
+
+    def _tls_write(self, plaintext: bytes) -> None:
+        layer = self.tls
+        transport = self.transport
+        if layer is None or transport is None:
+            return
+        if plaintext:
+            layer.send(plaintext)
+        out = layer.outgoing()
+        if out:
+            self.bytes_out += len(out)
+            transport.write(out)
 
     def _proxy_header(self, data: bytes) -> bytes:
         """Read the trusted front end's PROXY header; returns the bytes after it."""
@@ -325,7 +438,10 @@ class SensorSession(asyncio.Protocol):
             self.counted = False
             ctx.release(self.base["src_ip"])
         machine = self.machine
-        if machine is None:
+        if self.delay_timer is not None:
+            self.delay_timer.cancel()
+            self.delay_timer = None
+        if machine is None and self.tls is None:
             # A trusted front end's connection that never carried a client (a health check,
             # or a bad header, logged as session.error): no session to close.
             self.transport = None
@@ -368,10 +484,11 @@ class SensorSession(asyncio.Protocol):
             buffer.emit(
                 "smtp.auth",
                 self.base,
-                f"AUTH {event.mechanism} username={event.username!r}",
+                f"AUTH {event.mechanism} username={event.username!r}: {event.outcome}",
                 mechanism=event.mechanism,
                 username=event.username,
                 password=event.password,
+                result=event.outcome,
             )
         elif isinstance(event, Rejected):
             self.ctx.metrics.reject(event.why)
@@ -407,6 +524,16 @@ class SensorSession(asyncio.Protocol):
             )
         elif isinstance(event, Quit):
             self.reason = "quit"
+        elif isinstance(event, StartTls) and event.discarded:
+            # Plaintext pipelined after STARTTLS is never run (CVE-2011-0411): logged only.
+            buffer.emit(
+                "smtp.error",
+                self.base,
+                "Plaintext after STARTTLS discarded",
+                error="plaintext after STARTTLS",
+                reply="",
+                input=printable(event.discarded),
+            )
 
     def _proxy_request(self, event: ProxyRequest) -> None:
         auth = event.auth
@@ -440,17 +567,11 @@ class SensorSession(asyncio.Protocol):
         settings = self.ctx.settings
         clock = self.ctx.buffer.clock
         if event.tunnel == TUNNEL_SMTP:
-            name, persona = choose_persona(
-                settings.sensor, self.base["src_ip"], event.target_host or ""
-            )
-            self.machine = SmtpServer(
-                name,
-                persona,
-                settings.limits,
-                require_helo=settings.require_helo,
-                date=clock.mail_date(),
-                storage_low=self.ctx.storage_low,
-            )
+            # The target's persona depends on the host asked for and the sensor only; the
+            # server sees the proxy (this sensor's address) as its client.
+            name, dialect_name = tunnel_persona(settings.sensor, event.target_host or "")
+            dialect = load_dialect(dialect_name, SmtpDialect)
+            self.machine = self._smtp_machine(name, dialect, self.base["dst_ip"] or "")
         elif event.tunnel == TUNNEL_WEB:
             self.machine = WebServer(settings.proxy, http_date=clock.http_date())
         else:  # pragma: no cover - ProxyRequest.tunnel has only these values
@@ -461,7 +582,9 @@ class SensorSession(asyncio.Protocol):
 
     def _store(self, msg: MessageReceived) -> None:
         ctx = self.ctx
-        queue_id = ctx.queue_id()
+        machine = self.machine
+        assert isinstance(machine, SmtpServer)
+        queue_id = ctx.queue_id(machine.dialect.queue_id)
         day, hhmmss = ctx.buffer.clock.spool_stamp()
         relpath = (
             f"{day}/{self.port}/{ip_component(self.base['src_ip'])}/{hhmmss}-{queue_id}.eml.gz"
@@ -481,6 +604,7 @@ class SensorSession(asyncio.Protocol):
             sha256=hashlib.sha256(msg.data).hexdigest(),
             queue_id=queue_id,
             file=relpath,
+            bdat=msg.bdat,
         )
         ctx.stored_bytes += len(msg.data)
         ctx.writer.store(SpoolItem(relpath, msg.data), line, lambda ok: self._stored(ok, queue_id))
@@ -492,9 +616,7 @@ class SensorSession(asyncio.Protocol):
         if not isinstance(machine, SmtpServer) or self.transport is None:
             return  # the client left; the message is stored (or not) all the same
         self._handle(machine.message_stored(queue_id) if ok else machine.message_deferred())
-        if self.paused and self.transport is not None and not machine.waiting:
-            self.paused = False
-            self.transport.resume_reading()
+        self._pace(machine)
 
     def _flush(self) -> None:
         machine = self.machine
@@ -503,19 +625,30 @@ class SensorSession(asyncio.Protocol):
             return
         out = machine.data_to_send()
         if out:
-            self.bytes_out += len(out)
-            transport.write(out)
+            if self.tls is not None and self.tls.established:
+                self._tls_write(out)
+            else:
+                self.bytes_out += len(out)
+                transport.write(out)
         if machine.closing:
             transport.close()
+        elif isinstance(machine, SmtpServer):
+            if machine.delay:
+                self._pace(machine)  # a held reply (error delay, greet pause): arm its timer
+            elif machine.starting_tls and self.tls is None:
+                # The 220 went out in plaintext; from the next byte on the client speaks TLS.
+                settings_tls = self.ctx.settings.tls
+                assert settings_tls is not None  # STARTTLS is only offered with a context
+                self.tls = TlsLayer(settings_tls)
 
     # --- time limits -----------------------------------------------------------------------
 
     def _idle_limit(self, limits: LimitsSection) -> float | None:
         machine = self.machine
         if not isinstance(machine, SmtpServer):
-            return limits.handshake_timeout  # PROXY header, proxy request, tunnelled web
+            return limits.handshake_timeout  # PROXY header, proxy request, web, SMTPS hello
         if machine.waiting:
-            return None  # the client waits for our disk, not the other way round
+            return None  # the client waits for our disk or delay, not the other way round
         return limits.data_timeout if machine.in_data else limits.command_timeout
 
     def expired(self, now: float, limits: LimitsSection) -> bool:
@@ -527,23 +660,27 @@ class SensorSession(asyncio.Protocol):
         return idle is not None and now - self.last >= idle
 
     def time_out(self, now: float, limits: LimitsSection) -> None:
-        """Postfix's words on an SMTP timeout (421 4.4.2); proxies just close, as Squid does."""
-        machine = self.machine
-        reply = b""
-        if isinstance(machine, SmtpServer):
-            reply = f"421 4.4.2 {machine.hostname} Error: timeout exceeded\r\n".encode()
+        """The persona's words on an SMTP timeout; proxies just close, as Squid does."""
         whole = now - self.started >= limits.session_timeout
-        self.close("session timeout" if whole else "idle timeout", reply)
+        self.close("session timeout" if whole else "idle timeout", "timeout")
 
-    def close(self, reason: str, reply: bytes = b"") -> None:
-        """Close from the sensor's side (shutdown, timeout), with a last reply if any."""
+    def close(self, reason: str, say: str = "") -> None:
+        """Close from the sensor's side (shutdown, timeout) with the persona's last reply
+        ``say`` (a dialect reply key, "timeout" or "shutdown"; a persona may have none)."""
         transport = self.transport
         if transport is None:
             return
         self.reason = reason
-        if reply and isinstance(self.machine, SmtpServer):
-            self.bytes_out += len(reply)
-            transport.write(reply)
+        machine = self.machine
+        if say and isinstance(machine, SmtpServer):
+            template = machine.dialect.replies[say]
+            if template:
+                reply = render(template, host=machine.hostname, client_ip=machine.client_ip)
+                if self.tls is not None and self.tls.established:
+                    self._tls_write(reply)
+                else:
+                    self.bytes_out += len(reply)
+                    transport.write(reply)
         transport.close()
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, fields
@@ -21,6 +22,8 @@ from typing import Any
 
 from spampot import __version__
 from spampot.config import Config, ConfigError, keep_restart_only, restart_needed
+from spampot.dialects import load as load_dialect
+from spampot.protocols.smtp_dialect import SmtpDialect
 from spampot.sensor import metrics as state
 from spampot.sensor.events import Clock, EventBuffer, EventFile, RotationPolicy
 from spampot.sensor.housekeeping import Housekeeper
@@ -57,6 +60,8 @@ class WorkerSpec:
     bind_errors: list[str]  # ports that could not be bound (sensor.allow_partial_bind)
     settled: str  # what the start-up finished of the last run's files, for sensor.start
     reload: Callable[[], Config] | None  # re-reads the configuration on SIGHUP
+    # STARTTLS and SMTPS, made once at start (as root); None when smtp.starttls is off.
+    tls: ssl.SSLContext | None = None
 
     def close_listeners(self) -> None:
         for listener in self.listeners:
@@ -114,7 +119,7 @@ class Worker:
             on_lost=self._writer_lost,
         )
         self.ctx = SensorContext(
-            session_settings(config), self.buffer, self.writer, limits=config.limits
+            session_settings(config, spec.tls), self.buffer, self.writer, limits=config.limits
         )
         recorder = start_recorder(config, self.ctx, spec.index, len(spec.listeners))
         self.keeper = Housekeeper(self.ctx, self.buffer, config.data_dir, config.spool, self.base)
@@ -181,7 +186,7 @@ class Worker:
         while ctx.sessions and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for session in list(ctx.sessions):
-            session.close("shutdown", b"421 4.3.2 Service shutting down\r\n")
+            session.close("shutdown", "shutdown")  # the persona's words, if it has any
         for _ in range(100):  # connection_lost runs on later loop turns; bounded wait
             if not ctx.sessions:
                 break
@@ -234,7 +239,9 @@ class Worker:
         pending = restart_needed(old, new)
         # Apply everything but the restart-only keys, which keep their running values.
         applied = keep_restart_only(new, old)
-        self.ctx.settings = session_settings(applied)
+        # The TLS context is made once at start (as root): a reload turns STARTTLS off and on
+        # again, but cannot start it on a sensor that started without it.
+        self.ctx.settings = session_settings(applied, self.spec.tls)
         self.ctx.limits = applied.limits
         self.keeper.spool = applied.spool
         changed = [f.name for f in fields(old) if getattr(old, f.name) != getattr(applied, f.name)]
@@ -274,13 +281,15 @@ def start_recorder(
     return recorder
 
 
-def session_settings(config: Config) -> SessionSettings:
+def session_settings(config: Config, tls: ssl.SSLContext | None = None) -> SessionSettings:
     return SessionSettings(
         sensor=config.sensor_name,
         hostname=config.smtp_hostname,
-        persona=config.smtp.persona,
+        dialect=load_dialect(config.smtp.dialect, SmtpDialect),
         limits=config.smtp.limits,
         require_helo=config.smtp.require_helo,
+        tls=tls if config.smtp.starttls else None,
+        auth_offer=config.smtp.auth,
         proxy=config.proxy.policy,
         trusted_proxies=config.trusted_proxies,
         original_dst=config.sensor.original_dst,

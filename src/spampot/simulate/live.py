@@ -88,7 +88,9 @@ class SessionSpec:
 @dataclass
 class SessionResult:
     spec: SessionSpec
-    queue_ids: list[str] = field(default_factory=list)
+    # The server's answer to each message's final dot: every persona words it its own way
+    # ("Ok: queued as ID", "OK id=ID", "ID Message accepted for delivery", ...).
+    queued: list[str] = field(default_factory=list)
     error: str | None = None
 
 
@@ -262,7 +264,7 @@ async def _expect(peer: _Peer, writer: asyncio.StreamWriter, line: bytes, code: 
 async def _smtp(peer: _Peer, writer: asyncio.StreamWriter, spec: SessionSpec) -> list[str]:
     await _expect(peer, writer, b"", 220)
     await _expect(peer, writer, f"EHLO {spec.helo}\r\n".encode(), 250)
-    queue_ids = []
+    queued = []
     for msg in spec.messages:
         await _expect(peer, writer, f"MAIL FROM:<{msg.mail_from}>\r\n".encode(), 250)
         for rcpt in msg.rcpt_to:
@@ -272,9 +274,9 @@ async def _smtp(peer: _Peer, writer: asyncio.StreamWriter, spec: SessionSpec) ->
         body = msg.data.replace(b"\r\n.", b"\r\n..")
         body = b"." + body if body.startswith(b".") else body
         text = await _expect(peer, writer, body + b".\r\n", 250)
-        queue_ids.append(text.rsplit(" ", 1)[-1].strip())
+        queued.append(text.strip())
     await _expect(peer, writer, b"QUIT\r\n", 221)
-    return queue_ids
+    return queued
 
 
 async def play(spec: SessionSpec, host: str, timeout: float = 10.0) -> SessionResult:
@@ -293,7 +295,7 @@ async def play(spec: SessionSpec, host: str, timeout: float = 10.0) -> SessionRe
             opened.write(
                 clients.proxy_header(spec.proxy_version, src_ip, src_port, sensor_ip, spec.port)
             )
-        result.queue_ids = await _converse(peer, opened, spec)
+        result.queued = await _converse(peer, opened, spec)
     except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -419,7 +421,7 @@ def summarise(results: list[SessionResult]) -> dict[str, Any]:
         if spec.protocol != "smtp":
             requests[f"{module_of.get(spec.protocol, 'socks')}/{spec.outcome}"] += 1
             protocols[spec.protocol] += 1
-        sent = len(r.queue_ids)
+        sent = len(r.queued)
         messages += sent
         recipients += sum(len(m.rcpt_to) for m in spec.messages[:sent])
         if sent:

@@ -704,6 +704,7 @@ _MESSAGE_FIELDS = (
     "sha256",
     "queue_id",
     "file",
+    "bdat",
 )
 _CLOSE_FIELDS = ("duration_s", "bytes_in", "bytes_out", "reason")
 
@@ -984,6 +985,7 @@ def _format(
                                 f'"{sha256(data).hexdigest()}"',
                                 f'"{qid}"',
                                 f'"{relpath}"',
+                                "false",  # bdat: simulated spam is sent with DATA
                             )
                         ).encode(),
                     )
