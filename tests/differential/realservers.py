@@ -54,6 +54,7 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "sendmail": ("sendmail-bin", "sendmail-base", "sendmail-cf"),
     "squid": ("squid", "squid-common", "squid-langpack"),
     "dante": ("dante-server",),
+    "dnsmasq": ("dnsmasq-base",),  # the proxies' name server (binary only, no daemon starts)
 }
 # Tools run here besides the servers (sendmail.cf is built with m4; a snakeoil cert with openssl).
 TOOLS = ("m4", "openssl")
@@ -545,11 +546,8 @@ def _squid_conf(etc: Path, root: Path) -> str:
         http_port 8080
         visible_hostname {HOSTNAME}
         pid_filename /run/squid.pid
-        # The namespace's own loopback, where no name server answers: a name that is not in
-        # /etc/hosts fails (ERR_DNS_FAIL) after dns_timeout, shortened from 30 s so that a
-        # probe does not wait for it (it changes when Squid gives up, not what it says).
+        # The namespace's name server (dnsmasq, in proxies()).
         dns_nameservers 127.0.0.1
-        dns_timeout 3 seconds
         # ICMP sockets are not permitted here; the pinger only measures network distances.
         pinger_enable off
         """
@@ -610,13 +608,39 @@ def dante(netns: Netns | None = None, cache: Path = CACHE) -> Iterator[Server]:
         yield server
 
 
+# --- the proxies' name server -------------------------------------------------------------------
+
+
+def _dnsmasq_conf(etc: Path, root: Path) -> str:
+    """Answers the probe targets from /etc/hosts and NXDOMAIN for every other name, as the
+    Internet's DNS does for a name that does not exist: Squid then gives ERR_DNS_FAIL and
+    Dante "host unreachable", not the errors of a resolver that refuses."""
+    return textwrap.dedent(
+        """
+        exec dnsmasq --keep-in-foreground --no-resolv --no-poll --listen-address=127.0.0.1 \\
+            --bind-interfaces --address=/#/ --user=nobody --pid-file=/run/dnsmasq.pid \\
+            --log-facility=/var/log/dnsmasq.log
+        """
+    )
+
+
+@contextlib.contextmanager
+def dnsmasq(netns: Netns, cache: Path = CACHE) -> Iterator[Server]:
+    with _running(
+        "dnsmasq", (53,), _dnsmasq_conf, netns=netns, extra_hosts=PROBE_TARGETS, cache=cache
+    ) as server:
+        yield server
+
+
 @contextlib.contextmanager
 def proxies(cache: Path = CACHE) -> Iterator[tuple[Server, Server, Server]]:
     """Squid and Dante in one namespace where every address is local and a real Postfix
     listens on port 25 as the upstream MX: a tunnel to "mx.example.org:25" reaches it, and
-    any other destination is refused, as a dead upstream would."""
+    any other destination is refused, as a dead upstream would. A name server there knows
+    the probe targets and no other name."""
     with (
         Netns("proxies", local_everything=True) as ns,
+        dnsmasq(ns, cache),
         postfix(ns, cache) as mx,
         squid(ns, cache) as sq,
         dante(ns, cache) as dn,
