@@ -1,8 +1,11 @@
 """Send a probe set to a real server and to the sensor, normalise, compare, count agreement.
 
-A probe agrees on *code* when every reply has the same codes (SMTP final-line codes, HTTP
-status, SOCKS status bytes, and whether the server closed), and on *text* when every
-normalised reply is byte-identical and both closed (or neither did).
+A probe agrees on *text* when everything the server sent on the connection, normalised, is
+byte-identical and both closed it (or neither did). The whole stream is compared, not reply
+by reply: where one read ended and the next began follows timing (Exim answers a 100 KB line
+in pieces as it reads it), not the software. It agrees on *code* when the codes are the same:
+the SMTP final-line codes of the whole stream; the HTTP status or SOCKS status bytes of each
+reply (those replies are read whole); and whether the server closed.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import probes as probeset
-from normalise import normalise_reply, reply_code
+from normalise import normalise_reply, reply_code, smtp_codes
 from realservers import Server
 
 SETS = {"designed": probeset.DESIGNED, "heldout": probeset.HELDOUT}
@@ -30,7 +33,8 @@ PAIRS: dict[str, tuple[str, str, str]] = {
 
 @dataclass
 class Side:
-    replies: list[bytes]  # normalised
+    replies: list[bytes]  # normalised, one per read (for display)
+    stream: bytes  # everything, normalised: what is compared
     closed: bool
     error: str
     codes: str
@@ -57,7 +61,7 @@ class ProbeResult:
     @property
     def same_text(self) -> bool:
         r, s = self.real, self.sensor
-        return (r.replies, r.closed, r.error) == (s.replies, s.closed, s.error)
+        return (r.stream, r.closed, r.error) == (s.stream, s.closed, s.error)
 
 
 @dataclass
@@ -100,8 +104,15 @@ class PairResult:
 
 def _side(t: probeset.Transcript, family: str) -> Side:
     replies = [normalise_reply(r, family) for r in t.replies]
-    codes = "|".join(reply_code(r) for r in t.replies) + ("|close" if t.closed else "")
-    return Side(replies, t.closed, t.error, codes)
+    # A SOCKS reply's bound port is found at the start of a read (each read whole, until
+    # idle or the expected bytes); everything else is normalised as one stream.
+    if family == "socks":
+        stream = b"".join(replies)
+    else:
+        stream = normalise_reply(b"".join(t.replies), family)
+    codes = [smtp_codes(stream)] if family == "smtp" else [reply_code(r) for r in t.replies]
+    closed = ["close"] if t.closed else []
+    return Side(replies, stream, t.closed, t.error, "|".join(codes + closed))
 
 
 def compare(

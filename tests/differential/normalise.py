@@ -129,6 +129,11 @@ _HTTP_STATUS = re.compile(rb"^HTTP/\d\.\d (\d{3})")
 _SMTP_CODES = re.compile(rb"(?m)^(\d{3})(?: |\r?$)")
 
 
+def smtp_codes(stream: bytes) -> str:
+    """The codes of every final reply line (``NNN text``) in an SMTP stream, in order."""
+    return " ".join(c.decode() for c in _SMTP_CODES.findall(stream)) or "-"
+
+
 def reply_code(reply: bytes) -> str:
     """The reply's codes: HTTP status, SOCKS version and status bytes, SMTP final-line codes
     (a tunnel's reply has the proxy's code, then the tunnelled server's)."""
