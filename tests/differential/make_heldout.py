@@ -9,7 +9,9 @@ spammers run, not from our design.
   MAIL/RCPT combinations, each after RSET as the script does), ``http-open-proxy`` (GET, HEAD
   and CONNECT to www.google.com) and ``socks-open-proxy`` (SOCKS4 and SOCKS5 CONNECT to
   www.google.com:80 with a GET).
-- Relay testers that spammers' tools reuse: swaks' default transaction.
+- Relay testers and proxy clients that spammers' tools reuse: swaks' default transaction,
+  and curl 7.88.1's (Debian 12) requests through an HTTP proxy (GET, ``--proxytunnel``) and
+  SOCKS 4, 4a, 5 and 5h, as curl sends them (captured from curl, transcribed here).
 
 Run it again (``python3 tests/differential/make_heldout.py``) only to follow a new nmap; the
 output is committed so the set does not move under the figures.
@@ -212,6 +214,56 @@ def nse_probes() -> list[str]:
             "socks-open-proxy",
         )
     )
+    # curl 7.88.1 through proxies, byte for byte.
+    agent = b"User-Agent: curl/7.88.1\r\n"
+    banner = "220 [^\r\n]*\r\n"
+    curl = [
+        (
+            "curl/http-get",
+            "http",
+            [
+                b"GET http://www.example.org/ HTTP/1.1\r\nHost: www.example.org\r\n"
+                + agent
+                + b"Accept: */*\r\nProxy-Connection: Keep-Alive\r\n\r\n"
+            ],
+        ),
+        (
+            "curl/http-proxytunnel-smtp",
+            "http-alt",
+            [
+                {
+                    "send": b"CONNECT mx.example.org:25 HTTP/1.1\r\nHost: mx.example.org:25\r\n"
+                    + agent
+                    + b"Proxy-Connection: Keep-Alive\r\n\r\n",
+                    "until": banner,
+                }
+            ],
+        ),
+        (
+            "curl/socks5-http",
+            "socks",
+            [
+                {"hex": "05020001", "until": "(?s)^.{2}"},
+                {"hex": "05010001c00002500050"},
+            ],
+        ),
+        (
+            "curl/socks5h-smtp",
+            "socks",
+            [
+                {"hex": "05020001", "until": "(?s)^.{2}"},
+                {"hex": "050100030e" + b"mx.example.org".hex() + "0019", "until": banner},
+            ],
+        ),
+        ("curl/socks5h-with-user-greeting", "socks", [{"hex": "0503000102"}]),
+        ("curl/socks4-http", "socks", [{"hex": "04010050c000025000"}]),
+        (
+            "curl/socks4a-smtp",
+            "socks",
+            [{"hex": "040100190000000100" + b"mx.example.org".hex() + "00", "until": banner}],
+        ),
+    ]
+    probes += [_probe(pid, role, steps, "curl 7.88.1") for pid, role, steps in curl]
     # swaks --to victim@example.org --server ... (its default transaction, swaks 20201014).
     probes.append(
         _probe(
@@ -247,7 +299,7 @@ def main() -> None:
         for port in sorted(ports):
             role = ROLES[port][0]
             parts.append(_probe(f"nmap/{name}-{role}", role, [payload], "nmap-service-probes"))
-    parts.append("# --- nmap's NSE scripts and swaks ---\n")
+    parts.append("# --- nmap's NSE scripts, curl and swaks ---\n")
     parts += nse_probes()
     OUT.write_text("\n".join(parts))
     print(f"{OUT}: {sum(p.startswith('[[probe]]') for p in parts)} probes")

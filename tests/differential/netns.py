@@ -82,11 +82,16 @@ class Netns:
             raise made
         return made
 
-    def connect(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> socket.socket:
+    def connect(
+        self, port: int, host: str = "127.0.0.1", timeout: float = 10.0, source: str = ""
+    ) -> socket.socket:
+        """A TCP connection to host:port inside the namespace, from ``source`` if given."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = self.socket(family)
         sock.settimeout(timeout)
         try:
+            if source:
+                sock.bind((source, 0))
             sock.connect((host, port))
         except BaseException:
             sock.close()

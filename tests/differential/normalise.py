@@ -10,7 +10,7 @@ date in another layout, or queue ids of another shape, still differs after norma
 Host names: every server and the sensor call themselves ``HOSTNAME``; a tunnelled server
 is named by whatever the probe asked for (the sensor) or its own name (the upstream Postfix),
 so the names in ``realservers.PROBE_TARGETS`` and ``HOSTNAME`` all become ``<HOST>``.
-Client addresses are the same on both sides (127.0.0.1, the probe's own) and are kept; so is
+Client addresses are the same on both sides (``realservers.CLIENT``) and are kept; so is
 the address a SOCKS server reports as bound (the sensor must report the address the client
 reached, as Dante does) - only the bound *port* is ephemeral.
 """

@@ -43,9 +43,11 @@ from netns import Netns
 # directory it covers.
 CACHE = Path(os.environ.get("SPAMPOT_DIFF_CACHE", Path.home() / ".cache" / "spampot-differential"))
 
-# The name every server (and the sensor) gives itself, and the domain it calls its own.
+# The name every server (and the sensor) gives itself (127.0.0.1 in its /etc/hosts).
 HOSTNAME = "mail.example.com"
-DOMAIN = "example.com"
+# Where the probes come from: an address with no name, as most spammers' are. (From
+# 127.0.0.1, Sendmail's banner would name the client after the server itself.)
+CLIENT = "127.0.0.2"
 
 # Debian 12 binary packages per server (versions: whatever bookworm's archive serves).
 PACKAGES: dict[str, tuple[str, ...]] = {
@@ -125,6 +127,8 @@ def prepare(cache: Path = CACHE) -> Path:
         return cache
     debs = cache / "debs"
     debs.mkdir(parents=True, exist_ok=True)
+    for old in debs.glob("*.deb"):
+        old.unlink()  # one version of each package: whatever the archive serves now
     wanted = [p for pkgs in PACKAGES.values() for p in pkgs]
     # Root downloads into the cache itself (apt's _apt user cannot write there).
     download = ["apt-get", "-qq", "-o", "APT::Sandbox::User=root", "download", *wanted]
@@ -175,7 +179,9 @@ class Server:
         return self.ports[0]
 
     def connect(self, port: int | None = None, timeout: float = 10.0) -> socket.socket:
-        return self.netns.connect(self.port if port is None else port, self.host, timeout)
+        """A connection from ``CLIENT`` to the server (its first port unless ``port``)."""
+        port = self.port if port is None else port
+        return self.netns.connect(port, self.host, timeout, source=CLIENT)
 
     def log_text(self) -> str:
         parts = []
@@ -296,7 +302,13 @@ def _running(
     ns = netns if netns is not None else Netns(name)
     instance = Path(tempfile.mkdtemp(prefix=f"spampot-diff-{name}-"))
     proc: subprocess.Popen | None = None
+    resolver = contextlib.ExitStack()
     try:
+        if own_netns:
+            # A name server, as every server on the Internet has: a client without a name
+            # (CLIENT) is then "unknown" (NXDOMAIN), not "resolver down" (Sendmail's banner
+            # says which), and a look-up is answered at once.
+            resolver.enter_context(dnsmasq(ns, cache))
         etc = instance / "conf" / "etc"
         _common_etc(etc, extra_hosts or {})
         _passwd_overlay(etc, users or {}, groups or {})
@@ -315,6 +327,7 @@ def _running(
         yield server
     finally:
         if own_netns:
+            resolver.close()
             ns.close()
         elif proc is not None:
             _kill_group(proc)
@@ -487,8 +500,8 @@ def _sendmail_conf(etc: Path, root: Path) -> str:
     mail = etc / "mail"
     (mail / "m4").mkdir(parents=True)
     mc = (root / "usr/share/sendmail/cf/debian/sendmail.mc").read_text()
-    # There is no DNS in the namespace, so every sender domain would be "unresolvable" (451
-    # 4.1.8), unlike on the Internet where the spammer's domains resolve: accept them.
+    # The namespace's name server knows no sender domain, so every one would be "unresolvable"
+    # (451 4.1.8), unlike on the Internet where the spammer's domains resolve: accept them.
     features = "FEATURE(`promiscuous_relay')dnl\nFEATURE(`accept_unresolvable_domains')dnl\n"
     mc = mc.replace("MAILER_DEFINITIONS", features + "MAILER_DEFINITIONS")
     (mail / "sendmail.mc").write_text(mc)
