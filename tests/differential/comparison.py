@@ -42,6 +42,7 @@ class Side:
     def to_json(self) -> dict:
         return {
             "replies": [r.decode("latin-1") for r in self.replies],
+            "stream": self.stream.decode("latin-1"),
             "closed": self.closed,
             "error": self.error,
             "codes": self.codes,

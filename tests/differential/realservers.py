@@ -663,24 +663,7 @@ def proxies(cache: Path = CACHE) -> Iterator[tuple[Server, Server, Server]]:
 
 # --- our sensor, the same way ---------------------------------------------------------------------
 
-# The banner software per dialect, for a sensor that has only ``smtp.software`` (no dialects).
-SENSOR_SOFTWARE = {
-    "postfix": "Postfix (Debian/GNU)",
-    "exim": "Exim 4.96",
-    "sendmail": "Sendmail 8.17.1.9/8.17.1.9/Debian-2+deb12u2",
-}
 SENSOR_PORTS = {"smtp": (25,), "http": SQUID_PORTS, "socks": (1080,)}
-
-
-def sensor_smtp_keys(dialect: str) -> str:
-    """The [smtp] keys that choose ``dialect``: ``smtp.dialect`` where the sensor has it,
-    else the banner alone (``smtp.software``), which is all an older sensor can change."""
-    from spampot.config import SmtpSection
-
-    fields = SmtpSection.__dataclass_fields__
-    if "dialect" in fields:
-        return f'dialect = "{dialect}"\n'
-    return f'software = "{SENSOR_SOFTWARE[dialect]}"\n'
 
 
 @contextlib.contextmanager
@@ -715,7 +698,8 @@ user = ""
 allow_root = true
 
 [smtp]
-{sensor_smtp_keys(dialect)}
+dialect = "{dialect}"
+
 [ports]
 smtp = {toml_list(ports.get("smtp", ()))}
 http = {toml_list(ports.get("http", ()))}

@@ -17,18 +17,18 @@ from probes import DESIGNED, load
 
 # (same code, same text): how many probes of the set, for that pair, must get the same reply
 # codes, and byte-identical normalised replies, from the sensor as from the real software.
-# The goal is 90 % identical text for every pair on both sets. While the SMTP dialects
-# (i11-smtp) and the Squid/Dante work (i11-proxy) are under way, each figure is the one
-# measured today (``python3 bench/differential.py``): a ratchet that fails on any regression.
-# Whoever improves a pair raises its figures here in the same commit.
+# The goal is 90 % identical text for every pair on both sets. While the SMTP and the
+# Squid/Dante work are under way, each figure is the one measured last
+# (``python3 bench/differential.py``): a ratchet that fails on any regression. Whoever
+# improves a pair raises its figures here in the same commit.
 THRESHOLDS: dict[tuple[str, str], tuple[int, int]] = {
-    ("postfix", "designed"): (43, 10),  # of 70
-    ("exim", "designed"): (35, 0),  # of 70
-    ("sendmail", "designed"): (38, 0),  # of 70
+    ("postfix", "designed"): (63, 62),  # of 70
+    ("exim", "designed"): (62, 60),  # of 70
+    ("sendmail", "designed"): (45, 0),  # of 70
     ("squid", "designed"): (7, 0),  # of 39
     ("dante", "designed"): (16, 8),  # of 31
-    ("postfix", "heldout"): (21, 2),  # of 24
-    ("exim", "heldout"): (9, 0),  # of 24
+    ("postfix", "heldout"): (24, 24),  # of 24
+    ("exim", "heldout"): (11, 11),  # of 24
     ("sendmail", "heldout"): (9, 0),  # of 24
     ("squid", "heldout"): (4, 2),  # of 22
     ("dante", "heldout"): (7, 3),  # of 12
