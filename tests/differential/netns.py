@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,13 +28,34 @@ from pathlib import Path
 
 CLONE_NEWNET = 0x40000000
 _LIBC = ctypes.CDLL(None, use_errno=True)
+PREFIX = "spampot-diff-"
+_OWNER = re.compile(rf"^{PREFIX}.*-(\d+)-[0-9a-f]{{6}}$")
+
+
+def reap_stale() -> list[str]:
+    """Close the namespaces (and what runs in them) of runs whose process is gone: a test
+    run killed by a timeout tears nothing down. Namespaces of live runs are left alone."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    reaped = []
+    for line in out.stdout.splitlines():
+        name = line.split(" ")[0]
+        owner = _OWNER.match(name)
+        if owner and not os.path.exists(f"/proc/{owner.group(1)}"):
+            stale = Netns.__new__(Netns)
+            stale.name = name
+            stale.close()
+            reaped.append(name)
+    return reaped
 
 
 class Netns:
     """``ip netns add`` with a unique name; :meth:`close` kills what runs in it and deletes it."""
 
     def __init__(self, label: str, local_everything: bool = False) -> None:
-        self.name = f"spampot-diff-{label}-{uuid.uuid4().hex[:8]}"
+        reap_stale()
+        # The owner's pid in the name: a run killed before its teardown leaves namespaces
+        # that the next run can tell from those of a run still going.
+        self.name = f"{PREFIX}{label}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         subprocess.run(["ip", "netns", "add", self.name], check=True)
         try:
             self.run("ip", "link", "set", "lo", "up")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import realservers
-from netns import Netns
+from netns import PREFIX, Netns, reap_stale
 
 
 def read_until(sock: socket.socket, pattern: bytes, timeout: float = 20.0) -> bytes:
@@ -123,3 +123,35 @@ def test_a_namespace_and_everything_in_it_are_gone_after_close(prepared):
     assert sleeper.wait(timeout=10) != 0
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert ns.name not in listed
+
+
+def test_namespaces_of_a_run_that_died_are_reaped_and_live_ones_kept(prepared):
+    """A run killed before its teardown leaves namespaces; the next run closes them (the
+    owner's pid is in the name), and never those of a run still going."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = f"{PREFIX}orphan-{dead.pid}-abcdef"
+    subprocess.run(["ip", "netns", "add", orphan], check=True)
+    sleeper = subprocess.Popen(["ip", "netns", "exec", orphan, "sleep", "600"])
+    try:
+        deadline = time.monotonic() + 10
+        while not subprocess.run(
+            ["ip", "netns", "pids", orphan], capture_output=True, text=True
+        ).stdout.strip():
+            assert time.monotonic() < deadline, "sleep never ran in the orphan namespace"
+            time.sleep(0.05)
+        with Netns("alive") as alive:  # reaps on creation
+            deadline = time.monotonic() + 10
+            while sleeper.poll() is None and time.monotonic() < deadline:
+                reaped = reap_stale()
+                if orphan in reaped:
+                    break
+                time.sleep(0.1)
+            assert sleeper.wait(timeout=10) != 0
+            listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+            assert orphan not in listed.stdout
+            assert alive.name in listed.stdout
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+        subprocess.run(["ip", "netns", "del", orphan], capture_output=True, check=False)
