@@ -25,6 +25,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -56,7 +57,7 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "sendmail": ("sendmail-bin", "sendmail-base", "sendmail-cf"),
     "squid": ("squid", "squid-common", "squid-langpack"),
     "dante": ("dante-server",),
-    "dnsmasq": ("dnsmasq-base",),  # the proxies' name server (binary only, no daemon starts)
+    "dnsmasq": ("dnsmasq-base",),  # each namespace's name server (a binary; no daemon starts)
 }
 # Tools run here besides the servers (sendmail.cf is built with m4; a snakeoil cert with openssl).
 TOOLS = ("m4", "openssl")
@@ -249,7 +250,6 @@ hostname {short}
 
 
 def _launch(
-    name: str,
     netns: Netns,
     instance: Path,
     root: Path,
@@ -314,7 +314,7 @@ def _running(
         _passwd_overlay(etc, users or {}, groups or {})
         script = write_conf(etc, tree(name, cache))
         log = instance / f"{name}.out"
-        proc = _launch(name, ns, instance, tree(name, cache), script, log)
+        proc = _launch(ns, instance, tree(name, cache), script, log)
         server = Server(name, ns, ports, logs=[log, instance / "up/var/log"])
         server.proc = proc
         try:
@@ -339,8 +339,6 @@ def _running(
 
 def _kill_group(proc: subprocess.Popen) -> None:
     """The server's own process group (it was started in a session of its own)."""
-    import signal
-
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
