@@ -1,7 +1,9 @@
 """What the event loop and the writer process say to each other: typed records in frames.
 
 A frame is a 4-byte length and a MessagePack array of records; each record is a tagged
-``msgspec.Struct`` (an array whose first item names its type). Decoding checks every record
+``msgspec.Struct`` (an array whose first item names its type), untracked by the garbage
+collector (``gc=False``: records hold bytes, strings and numbers, never a cycle, and thousands
+are made a second). Decoding checks every record
 against its declared type, so a bug on one side is a :class:`FrameError` on the other, and
 nothing is unpickled: the frames carry data only. msgspec does it in C: a batch costs less
 than the pickle of tuples it replaced, on both sides (``bench/frames_bench.py``).
@@ -27,36 +29,36 @@ class FrameError(ValueError):
     """Bytes that are not a frame of this module: a bug in the sensor, never client input."""
 
 
-class Message(msgspec.Struct, frozen=True, array_like=True, tag=1):
+class Message(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=1):
     id: int
     relpath: str  # relative to spool/, made safe by the session
     data: bytes
     line: bytes  # its smtp.message event line
 
 
-class Lines(msgspec.Struct, frozen=True, array_like=True, tag=2):
+class Lines(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=2):
     blob: bytes  # whole event lines, each ending in "\n"
 
 
-class Sync(msgspec.Struct, frozen=True, array_like=True, tag=3):
+class Sync(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=3):
     token: int
 
 
-class Reopen(msgspec.Struct, frozen=True, array_like=True, tag=4):
+class Reopen(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=4):
     pass
 
 
-class Close(msgspec.Struct, frozen=True, array_like=True, tag=5):
+class Close(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=5):
     pass
 
 
-class Acks(msgspec.Struct, frozen=True, array_like=True, tag=6):
+class Acks(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=6):
     ids: list[int]  # the messages of the batches just committed, in the order they came
     stored: list[bool]  # stored[i]: message ids[i] and its event are on disk
     error: str | None  # the batches' storage error, if any
 
 
-class Synced(msgspec.Struct, frozen=True, array_like=True, tag=7):
+class Synced(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=7):
     token: int
 
 

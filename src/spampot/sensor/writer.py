@@ -242,8 +242,7 @@ class WriterProcess:
                 eof = False
                 if ready:
                     eof = self._read_available(records)
-                closing = eof or any(isinstance(r, Close) for r in records)
-                self._stage(records)
+                closing = self._stage(records) or eof
         finally:
             self._batches.put(None)
             syncer.join()
@@ -261,8 +260,21 @@ class WriterProcess:
                 return True
             records += self._reader.feed(data)
 
-    def _stage(self, records: list[Request]) -> None:
-        messages = [r for r in records if isinstance(r, Message)]
+    def _stage(self, records: list[Request]) -> bool:
+        """Stage the messages and append the event lines; True when the loop said Close."""
+        messages: list[Message] = []
+        syncs: list[int] = []
+        reopen = closing = False
+        for record in records:
+            match record:
+                case Message():
+                    messages.append(record)
+                case Sync(token):
+                    syncs.append(token)
+                case Reopen():
+                    reopen = True
+                case Close():
+                    closing = True
         error: str | None = None
         staged: dict[int, str] = {}
         for msg in messages:
@@ -286,12 +298,12 @@ class WriterProcess:
             error = f"event log: {exc}"
             # Kept for the next batch: the log will hold every line once space returns.
             self._unwritten = _newest(out, MAX_BYTES_KEPT)
-        if any(isinstance(r, Reopen) for r in records):
+        if reopen:
             with contextlib.suppress(OSError):
                 self.event_file.reopen(time.time())
-        syncs = [r.token for r in records if isinstance(r, Sync)]
         if messages or syncs or error is not None:
             self._batches.put(_Batch(messages, staged, syncs, error))
+        return closing
 
     def _sync_stage(self) -> None:
         done = False
