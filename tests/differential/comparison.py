@@ -180,13 +180,16 @@ def table(results: list[PairResult]) -> str:
     return "\n".join(lines)
 
 
-def _lines(side: Side) -> list[str]:
+def _lines(side: Side, width: int) -> list[str]:
+    """One display line per CRLF-ended line of each reply, bytes escaped as in b"..." (a
+    SOCKS reply is binary: only CRLF splits), folded at ``width``."""
     out = []
     for n, reply in enumerate(side.replies):
-        text = reply.decode("latin-1")
-        parts = text.splitlines(keepends=True) or [""]
-        for i, part in enumerate(parts):
-            out.append((f"#{n} " if i == 0 else "   ") + repr(part)[1:-1])
+        parts = reply.split(b"\r\n")
+        parts = [p + b"\r\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+        for i, part in enumerate(parts or [b""]):
+            text = (f"#{n} " if i == 0 else "   ") + repr(part)[2:-1]
+            out += [text[k : k + width] for k in range(0, len(text), width)] or [""]
     if side.error:
         out.append(f"[error: {side.error}]")
     out.append("[closed]" if side.closed else "[open]")
@@ -194,14 +197,14 @@ def _lines(side: Side) -> list[str]:
 
 
 def side_by_side(result: ProbeResult, width: int = 78) -> str:
-    left, right = _lines(result.real), _lines(result.sensor)
+    left, right = _lines(result.real, width), _lines(result.sensor, width)
     rows = [f"--- {result.probe}  (code {'same' if result.same_code else 'DIFFERS'})"]
     rows.append(f"{'real':<{width}} | sensor")
     for n in range(max(len(left), len(right))):
         a = left[n] if n < len(left) else ""
         b = right[n] if n < len(right) else ""
         mark = "|" if a == b else "*"
-        rows.append(f"{a[:width]:<{width}} {mark} {b[:width]}")
+        rows.append(f"{a:<{width}} {mark} {b}")
     return "\n".join(rows)
 
 
