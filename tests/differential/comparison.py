@@ -111,7 +111,9 @@ def _side(t: probeset.Transcript, family: str) -> Side:
         stream = b"".join(replies)
     else:
         stream = normalise_reply(b"".join(t.replies), family)
-    codes = [smtp_codes(stream)] if family == "smtp" else [reply_code(r) for r in t.replies]
+    # Codes of the normalised replies: a raw SOCKS reply's ephemeral port could hold a line
+    # feed that makes the banner after it look like the start of a line.
+    codes = [smtp_codes(stream)] if family == "smtp" else [reply_code(r) for r in replies]
     closed = ["close"] if t.closed else []
     return Side(replies, stream, t.closed, t.error, "|".join(codes + closed))
 

@@ -149,6 +149,9 @@ def reply_code(reply: bytes) -> str:
             rest = b""  # a page, not a tunnel
     elif reply[0] in (0, 5) and len(reply) >= 2:
         codes.append(f"socks:{reply[:2].hex()}")
+        if len(reply) > 2 and reply[0] == 5 and reply[2] == 5:
+            reply = reply[2:]  # the method choice, then at once the request's reply
+            codes.append(f"socks:{reply[:2].hex()}")
         rest = reply[_socks_header_len(reply) or 2 :]
     codes += [c.decode() for c in _SMTP_CODES.findall(rest)]
     return "+".join(codes) if codes else "?"

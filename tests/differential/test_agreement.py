@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from comparison import PAIRS, SETS, PairResult, compare, run_pairs, side_by_side
-from normalise import normalise_text
+from normalise import normalise_reply, normalise_text, reply_code
 from probes import DESIGNED, load
 
 # (same code, same text): how many probes of the set, for that pair, must get the same reply
@@ -106,3 +106,12 @@ def test_normalisation_keeps_what_a_sensor_could_get_wrong():
     assert normalise_text("250 2.0.0 Ok: queued as 12345") != normalise_text(
         "250 2.0.0 Ok: queued as 67890"
     )
+
+
+def test_socks_codes_do_not_depend_on_the_bound_port():
+    """A SOCKS5 reply (here after the method choice, pipelined) and a tunnel's banner: the
+    codes are the same whatever the ephemeral port, even one holding a line feed."""
+    banner = b"220 mail.example.com ESMTP Postfix (Debian/GNU)\r\n"
+    for port in (b"\x00\x19", b"\x0a\x0a", b"\x0d\x0a", b"\x95\xf5"):
+        reply = b"\x05\x00" + b"\x05\x00\x00\x01\x7f\x00\x00\x01" + port + banner
+        assert reply_code(normalise_reply(reply, "socks")) == "socks:0500+socks:0500+220"
