@@ -154,6 +154,7 @@ class Run:
                     ("data", 451, "storage"),
                     ("data", 452, "storage"),
                     ("connect", 221, "forbidden"),
+                    ("connect", 421, "forbidden"),
                 } or (event.stage, event.why) == ("connect", "errors")
         # Every stored message got its queued reply (and only those: the id is unique).
         assert self.stored == self.server.messages

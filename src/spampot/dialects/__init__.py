@@ -7,9 +7,9 @@ persona can be checked line by line against the real software, and a new one is 
 
 :func:`load` reads ``<name>.toml`` into any frozen dataclass, strictly: every field without a
 default must be present, no unknown key is allowed, and every value must have the declared
-type. A file may start from another with ``base = "<name>"`` (its tables are merged, the file's
-own keys winning), so variants of one server (Postfix as Debian or Ubuntu builds it) write only
-what differs. Files are read once per process.
+type. A file may start from another with ``base = "<name>"`` (its tables are merged, the
+file's own keys winning; an empty table clears the base's), so variants of one server (a
+provider's MX built on Postfix or Exim) write only what differs. Files are read once per process.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def _raw(name: str, seen: tuple[str, ...]) -> dict[str, Any]:
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        if isinstance(value, dict) and value and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)  # an empty table replaces the base's (clears it)
         else:
             out[key] = value
     return out

@@ -60,7 +60,7 @@ class SmtpLimits:
     max_message_size: int = 0  # 0 = the dialect's message_size_limit
     max_recipients: int = 1000  # smtpd_recipient_limit (RFC 5321 §4.5.3.1.8: at least 100)
     max_messages: int = 1000  # messages accepted on one connection
-    max_errors: int = 20  # a cap on the dialect's hard error limit
+    max_errors: int = 0  # a cap on the persona's own limits (0: the persona's alone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +185,7 @@ TRANSITIONS: dict[tuple[State, str], State] = {
 del S
 
 _BEFORE_TXN = (State.GREETED, State.READY)
+_CLOSING = frozenset({b"221", b"421", b"521"})  # replies after which the server hangs up
 _HELO_NAME = re.compile(
     rb"\[[0-9A-Fa-f:.]+\]|(?:IPv6:)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.?"
 )
@@ -238,6 +239,14 @@ def _b64(text: bytes) -> bytes | None:
         return base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
         return None
+
+
+def _as_written(parsed: bytes, params: bytes) -> str:
+    """The path as the client wrote it (brackets or not), for personas that echo it."""
+    text = parsed.strip(b" \t")
+    if params and text.endswith(params):
+        text = text[: -len(params)].rstrip(b" \t")
+    return decode_client(text)
 
 
 def _after_keyword(arg: bytes, keyword: bytes) -> bytes | None:
@@ -625,6 +634,8 @@ class SmtpServer:
                 code = err.reply[:3].decode()
                 err.reply = _continued(err.reply) + self._say("too_many_errors", code=code)
                 err.close = True
+        if err.reply[:3] in _CLOSING:
+            err.close = True  # 221, 421, 521: the server closes (RFC 5321 §3.8, RFC 7504)
         events.append(err.event())
         if at_limit:
             events.append(Rejected("connect", int(err.reply[:3]), "errors"))
@@ -649,11 +660,14 @@ class SmtpServer:
                 raise self._fail("bad_utf8", "bad UTF-8", line) from None
         words = line.split(None, 1)
         if not words:
-            raise self._fail("bad_syntax", "empty command", raw)
+            raise self._fail("bad_syntax", "empty command", raw, line=decode_client(raw))
         verb_raw = words[0]
         upper = verb_raw.upper()
         handler = _COMMANDS.get(upper)
         if handler is None or upper not in self._known:
+            refusal = dialect.refused_commands.get(_ascii(upper)) if upper.isalpha() else None
+            if refusal is not None:
+                raise ProtocolError(f"{_ascii(upper)} refused", render(refusal), raw=line)
             self._unknown_command(verb_raw, line, events)
             return
         arg = words[1].strip(b" \t") if len(words) > 1 else b""
@@ -679,10 +693,9 @@ class SmtpServer:
         ):
             # Postfix: "221 2.7.0 Error: I can break rules, too. Goodbye." and hang up.
             err = self._fail("forbidden_command", "non-SMTP command", line, line=text)
-            if err.reply[:1] == b"2":  # a goodbye (Postfix); others answer it as unknown
-                err.close = True
+            if err.reply[:3] in _CLOSING:  # a goodbye (Postfix, Sendmail's open-proxy 421)
                 err.counts = False
-                events.append(Rejected("connect", 221, "forbidden"))
+                events.append(Rejected("connect", int(err.reply[:3]), "forbidden"))
             raise err
         self._unknown += 1
         limit = dialect.unknown_command_limit
@@ -704,8 +717,10 @@ class SmtpServer:
         if self.helo is not None and not self.dialect.repeat_helo:
             raise self._fail("helo_again", "second HELO", line)
         if self.dialect.strict_helo and not _HELO_NAME.fullmatch(arg):
-            # Exim's check_helo(): a domain name or an address literal, nothing else.
-            raise self._fail("ehlo_syntax" if ehlo else "helo_syntax", "bad HELO name", line)
+            # Exim's check_helo(), Sendmail's: a domain name or an address literal.
+            key = "helo_invalid" if "helo_invalid" in self.dialect.replies else None
+            key = key or ("ehlo_syntax" if ehlo else "helo_syntax")
+            raise self._fail(key, "bad HELO name", line)
         self.helo = decode_client(arg)
         events.append(Helo("EHLO" if ehlo else "HELO", self.helo))
         self._txn = _Transaction()
@@ -742,7 +757,7 @@ class SmtpServer:
             raise self._fail("mail_after_bdat", "MAIL after BDAT", line)
         parsed = _after_keyword(arg, b"FROM:")
         if parsed is None or not parsed.strip():
-            raise self._fail("mail_syntax", "bad MAIL syntax", line)
+            raise self._fail("mail_syntax", "bad MAIL syntax", line, arg=decode_client(arg))
         path = split_path(parsed)
         if path is None:
             raise self._fail(
@@ -768,7 +783,7 @@ class SmtpServer:
         sender = decode_client(address)
         self._txn = _Transaction(sender, decode_client(params))
         self._to("mail")
-        self._reply("mail_ok", address=sender)
+        self._reply("mail_ok", address=sender, path=_as_written(parsed, params))
 
     def _check_params(
         self, params: bytes, known: tuple[str, ...], key: str, address: bytes, line: bytes
@@ -783,6 +798,7 @@ class SmtpServer:
                     f"unsupported parameter {name[:40]}",
                     line,
                     param=decode_client(param),
+                    param_name=decode_client(param.partition(b"=")[0]),
                     address=decode_client(address),
                 )
 
@@ -801,7 +817,7 @@ class SmtpServer:
             raise self._fail("need_mail", "RCPT before MAIL", line)
         parsed = _after_keyword(arg, b"TO:")
         if parsed is None or not parsed.strip():
-            raise self._fail("rcpt_syntax", "bad RCPT syntax", line)
+            raise self._fail("rcpt_syntax", "bad RCPT syntax", line, arg=decode_client(arg))
         path = split_path(parsed)
         if path is None or not path[0]:
             raise self._fail(
@@ -824,7 +840,7 @@ class SmtpServer:
         rcpt = decode_client(address)
         txn.rcpt_to.append(rcpt)
         self._to("rcpt")
-        self._reply("rcpt_ok", address=rcpt)
+        self._reply("rcpt_ok", address=rcpt, path=_as_written(parsed, params))
 
     def _cmd_data(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
         if self.state is State.CHUNKED:
@@ -844,10 +860,8 @@ class SmtpServer:
         words = arg.split()
         last = len(words) == 2 and words[1].upper() == b"LAST"
         if not words or not words[0].isdigit() or len(words) > 2 or (len(words) == 2) != last:
-            # Without a size the chunk cannot be skipped: the session ends (Postfix's 521).
-            err = self._fail("bdat_syntax", "bad BDAT syntax", line)
-            err.close = True
-            raise err
+            # Without a size the chunk cannot be skipped: Postfix ends the session (521).
+            raise self._fail("bdat_syntax", "bad BDAT syntax", line)
         size = int(words[0])
         if self.state not in (State.RCPT, State.CHUNKED):
             # RFC 3030 §2: the chunk's bytes follow all the same; they are thrown away.
@@ -919,7 +933,8 @@ class SmtpServer:
 
     def _cmd_auth(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
         if not self._auth_offered():
-            raise self._fail("auth_not_offered", "AUTH not offered", line)
+            mechanism = decode_client(arg.split()[0]) if arg.split() else ""
+            raise self._fail("auth_not_offered", "AUTH not offered", line, mechanism=mechanism)
         if self.state is State.GREETED:
             raise self._fail("auth_need_helo", "AUTH before HELO", line)
         if self.state not in _BEFORE_TXN:
@@ -1066,9 +1081,9 @@ class SmtpServer:
         return events
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)
 def _ascii(verb: bytes) -> str:
-    return verb.decode("ascii")
+    return verb.decode("ascii", "backslashreplace")
 
 
 @functools.lru_cache(maxsize=64)

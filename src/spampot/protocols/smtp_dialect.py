@@ -17,7 +17,8 @@ import functools
 import string
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from spampot.protocols.common import reply_text
 
@@ -118,7 +119,9 @@ REPLY_KEYS = frozenset(
 )
 
 #: Replies a dialect may define where it differs (``<verb>_need_helo`` for helo_first).
-OPTIONAL_REPLY_KEYS = frozenset({"starttls_need_helo", "mail_need_helo", "bdat_need_helo"})
+OPTIONAL_REPLY_KEYS = frozenset(
+    {"starttls_need_helo", "mail_need_helo", "bdat_need_helo", "helo_invalid"}
+)
 
 #: The commands a dialect may list as known; any other verb gets ``unknown_command``.
 COMMANDS = frozenset(
@@ -186,6 +189,9 @@ class SmtpDialect:
     #: Past this many unknown commands the next gets ``too_many_unknown`` and the session ends
     #: (Exim's smtp_max_unknown_commands, Sendmail's MAXBADCOMMANDS); 0 = no separate limit.
     unknown_command_limit: int = 0
+    #: Commands the server knows but always refuses to this client, with the reply (Postfix's
+    #: XCLIENT and XFORWARD: "550 5.7.0 Error: insufficient authorization").
+    refused_commands: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     #: A second HELO/EHLO is accepted (RFC 5321 §4.1.4); Sendmail refuses it (``helo_again``).
     repeat_helo: bool = True
     #: The HELO/EHLO name must be a domain name or an address literal (Exim's check).
@@ -233,7 +239,7 @@ class SmtpDialect:
             raise ValueError(f"dialect {self.name}: uncounted names unknown replies")
         if self.queue_id not in QUEUE_ID_STYLES:
             raise ValueError(f"dialect {self.name}: queue_id must be one of {QUEUE_ID_STYLES}")
-        for key, text in self.replies.items():
+        for key, text in (*self.replies.items(), *self.refused_commands.items()):
             _check_template(self.name, key, text)
 
     def knows(self, verb: str) -> bool:
@@ -267,6 +273,7 @@ _FIELDS = frozenset(
         "id",
         "mechanism",
         "code",
+        "param_name",
     }
 )
 
@@ -301,7 +308,9 @@ def _wire(text: str) -> bytes:
 
 
 #: Fields whose values come from the client: made printable ASCII before they are written.
-CLIENT_FIELDS = frozenset({"helo", "arg", "address", "path", "param", "line", "mechanism"})
+CLIENT_FIELDS = frozenset(
+    {"helo", "arg", "address", "path", "param", "param_name", "line", "mechanism"}
+)
 
 
 @functools.lru_cache(maxsize=1024)
