@@ -192,7 +192,7 @@ def test_ehlo_advertises_extensions_and_size_limit():
         ("exim", b"220 mx.example.net ESMTP Exim 4.96 Fri, 27 Nov 2026 23:00:00 +0000",
          b"250-mx.example.net Hello client [192.0.2.1]"),
         ("sendmail", b"220 mx.example.net ESMTP Sendmail 8.17.1.9/8.17.1.9/Debian-2+deb12u2; "
-         b"Fri, 27 Nov 2026 23:00:00 +0000; (No UCE/UBE) logging access from: "
+         b"Fri, 27 Nov 2026 23:00:00 GMT; (No UCE/UBE) logging access from: "
          b"[192.0.2.1](FAIL)-[192.0.2.1]",
          b"250-mx.example.net Hello [192.0.2.1], pleased to meet you"),
         ("exchange", b"220 mx.example.net Microsoft ESMTP MAIL Service ready at "

@@ -358,6 +358,9 @@ class SmtpServer:
         soft = dialect.soft_error_limit
         self._soft_at = soft if soft and dialect.error_delay > 0 else 1 << 62
         self.require_helo = require_helo or dialect.helo_required
+        # The adapter gives an RFC 5322 date in UTC; some servers write the zone by name.
+        if dialect.date_zone and date.endswith(" +0000"):
+            date = date[:-5] + dialect.date_zone
         self.date = date
         self.client_ip = client_ip  # the address the emulated server sees (for Exim's EHLO)
         self.session_tag = session_tag  # a per-session id some personas print ({id}, gsmtp)

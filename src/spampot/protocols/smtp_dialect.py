@@ -199,6 +199,8 @@ class SmtpDialect:
     #: The longest command line the server reads (Postfix line_length_limit 2048; Exim's
     #: command buffer 16384); smtp.max_line overrides it.
     line_length_limit: int = 2048
+    #: How the server names UTC in dates ("GMT" for Sendmail); "" keeps "+0000".
+    date_zone: str = ""
     #: The banner waits this long (Sendmail's greet_pause); 0 = at once.
     banner_delay: float = 0.0
     #: "truncate": an over-long command line is cut at the limit and run (Postfix);
