@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spampot.protocols.smtp import SmtpLimits
-
 
 @dataclass(frozen=True, slots=True)
 class ContentLimits:
-    # The sensor accepts no message larger than its SMTP size limit (Postfix's
-    # message_size_limit, 10,240,000): a stored message beyond it is not one the sensor wrote.
-    max_message_bytes: int = SmtpLimits().max_message_size
+    # Bytes of one stored message read. Spam is a few kilobytes; the personas admit up to
+    # 150 MiB (the big providers' SIZE), and past this the row says the message was truncated.
+    max_message_bytes: int = 32 * 1024 * 1024
     # MIME parts walked, and nesting depth. Postfix's mime_nesting_limit is 100; real mail
     # rarely nests beyond 5. 100 parts is SpamAssassin's default for its MIME walk bound.
     max_parts: int = 100
