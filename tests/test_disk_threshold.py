@@ -54,8 +54,16 @@ def _check_rejected_then_recovered(sensor, spool: Path, why: str) -> None:
     assert len(replies) > 1  # it took mail until the limit
     low = _storage_events(sensor, "low")
     assert low and why in low[0]["why"]
-    rejects = [e for e in sensor.events() if e["eventid"] == "spampot.smtp.reject"]
-    assert any(e["stage"] == "mail" and e["code"] == 452 and e["why"] == "storage" for e in rejects)
+
+    def storage_reject(events: list[dict]) -> bool:
+        return any(
+            e["eventid"] == "spampot.smtp.reject"
+            and (e["stage"], e["code"], e["why"]) == ("mail", 452, "storage")
+            for e in events
+        )
+
+    # The event reaches the log within the flush interval of the 452, not before it.
+    assert storage_reject(sensor.wait_events(storage_reject, timeout=30))
     # The proxies keep serving meanwhile: their requests are only events.
     import socket
 
