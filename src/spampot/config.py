@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from spampot.layout import DEFAULT_SENSOR_DATA_DIR, SensorLayout
 from spampot.protocols.http_proxy import MAX_BODY_BYTES, MAX_HEADER_BYTES
 from spampot.protocols.proxy import ProxyPolicy
 from spampot.protocols.smtp import SmtpLimits
@@ -61,7 +62,7 @@ class SensorSection:
 
     name: str = ""  # "" = this machine's short host name
     hostname: str = ""  # banner name on direct SMTP; "" = this machine's host name
-    data_dir: str = "/var/lib/spampot"
+    data_dir: str = DEFAULT_SENSOR_DATA_DIR
     bind: tuple[str, ...] = ("0.0.0.0", "::")
     allow_partial_bind: bool = False
     workers: int = 1
@@ -239,6 +240,11 @@ class Config:
     @property
     def data_dir(self) -> Path:
         return Path(self.sensor.data_dir)
+
+    @property
+    def layout(self) -> SensorLayout:
+        """Every path in the data dir (spampot.layout)."""
+        return SensorLayout(self.data_dir)
 
     @property
     def trusted_proxies(self) -> tuple[IPNetwork, ...]:

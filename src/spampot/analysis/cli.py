@@ -139,7 +139,7 @@ def ingest(
 
     inv = _inventory(inventory)
     raw_dir = raw_dir or (inv.central.raw_dir if inv else None)
-    warehouse = warehouse or (inv.central.data_dir / "warehouse" if inv else None)
+    warehouse = warehouse or (inv.central.layout.warehouse if inv else None)
     if raw_dir is None or warehouse is None:
         raise click.UsageError("give --inventory, or --raw and --warehouse")
     if not raw_dir.is_dir():

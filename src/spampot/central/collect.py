@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from spampot.central.inventory import CollectSection, Inventory, SensorEntry
+from spampot.layout import CentralLayout
 from spampot.sensor.spool import syncfs
 
 # rsync(1) EXIT VALUES, for error messages a person can act on.
@@ -134,7 +135,8 @@ class Collector:
         self.reporter = reporter
         self.central = inventory.central
         self.cfg = inventory.collect
-        self.state_dir = self.central.state_dir / "collect"
+        self.layout = self.central.layout
+        self.state_dir = self.layout.collect_state
         self._procs: set[subprocess.Popen[bytes]] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -198,8 +200,8 @@ class Collector:
         return outcome
 
     def _collect(self, entry: SensorEntry, deadline: float, tally: _Tally) -> None:
-        raw = self.central.raw_dir / entry.name
-        tmp = self.central.tmp_dir / entry.name
+        raw = self.layout.raw_for(entry.name)
+        tmp = self.layout.tmp_for(entry.name)
         raw.mkdir(parents=True, exist_ok=True)
         _clear(tmp)  # what a killed rsync left: never whole, never visible under raw/
         ssh = self.ssh_command(entry)
@@ -250,7 +252,7 @@ class Collector:
             self._run("finish", [*ssh, _ssh_host(entry), shlex.join(finish)], deadline)
 
     def ssh_command(self, entry: SensorEntry) -> list[str]:
-        return ssh_command(entry, self.cfg, self.state_dir)
+        return ssh_command(entry, self.cfg, self.layout)
 
     def _run(
         self,
@@ -316,7 +318,7 @@ class Collector:
 
     @contextlib.contextmanager
     def _sensor_lock(self, entry: SensorEntry) -> Iterator[None]:
-        path = self.state_dir / f"{entry.name}.lock"
+        path = self.layout.collect_lock(entry.name)
         with open(path, "a") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -327,7 +329,7 @@ class Collector:
     # -- state ---------------------------------------------------------------------------------
 
     def state_path(self, sensor: str) -> Path:
-        return self.state_dir / f"{sensor}.json"
+        return self.layout.collect_record(sensor)
 
     def _save_state(self, outcome: Outcome) -> None:
         previous = read_state(self.state_path(outcome.sensor)) or {}
@@ -358,9 +360,9 @@ def read_state(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def ssh_command(entry: SensorEntry, cfg: CollectSection, state_dir: Path) -> list[str]:
+def ssh_command(entry: SensorEntry, cfg: CollectSection, layout: CentralLayout) -> list[str]:
     """ssh with the sensor's key, batch mode and its host key checked strictly (collect and
-    status: one SSH policy). A pinned ``host_key`` is written to ``state_dir``."""
+    status: one SSH policy). A pinned ``host_key`` is written beside the collection state."""
     argv = [
         cfg.ssh,
         "-p",
@@ -393,7 +395,7 @@ def ssh_command(entry: SensorEntry, cfg: CollectSection, state_dir: Path) -> lis
         "LogLevel=ERROR",
     ]
     if entry.host_key:
-        known = state_dir / f"{entry.name}.known_hosts"
+        known = layout.known_hosts(entry.name)
         alias = f"spampot-sensor.{entry.name}"
         _write_atomic(known, f"{alias} {entry.host_key}\n")
         argv += [

@@ -31,8 +31,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from spampot.layout import EVENTS, SensorLayout, remote_spool
+
 MAX_COMMAND = 4096  # longer requests are refused unread
-LAST_COLLECTION = Path("state") / "last-collection.json"
 
 # rsync's server-side flag cluster: single-letter options our client sends (-t times, -r
 # recursive, -z compress; l o g D p from -a, v verbose, c checksum) and the protocol extension
@@ -98,7 +99,7 @@ def parse_request(command: str | None, data_dir: str) -> Request:
 
 
 def _rsync(words: list[str], data_dir: str) -> RsyncSender:
-    spool = os.path.join(os.path.normpath(data_dir), "spool") + "/"
+    spool = remote_spool(os.path.normpath(data_dir))
     rest = words[3:]
     if len(rest) < 3 or rest[-2] != "." or rest[-1] != spool:
         raise Refused(f"rsync may only send {spool}")
@@ -126,7 +127,7 @@ def prune_spool(spool: Path) -> int:
         days = sorted(e.name for e in os.scandir(spool) if e.is_dir(follow_symlinks=False))
     except FileNotFoundError:
         return 0
-    keep = {"events"}
+    keep = {EVENTS}
     day_dirs = [d for d in days if d not in keep]
     if day_dirs:
         keep.add(day_dirs[-1])
@@ -143,7 +144,7 @@ def prune_spool(spool: Path) -> int:
 
 def write_last_collection(data_dir: Path, files: int, nbytes: int, now: dt.datetime) -> Path:
     """Replace ``state/last-collection.json`` whole (write aside, fsync, rename)."""
-    path = data_dir / LAST_COLLECTION
+    path = SensorLayout(data_dir).last_collection
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "time": now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -180,7 +181,7 @@ def run_gate(command: str | None, data_dir: Path, config_path: Path | None) -> i
             argv += ["--config", str(config_path)]
         os.execv(sys.executable, argv)
     assert isinstance(request, Collected)
-    pruned = prune_spool(data_dir / "spool")
+    pruned = prune_spool(SensorLayout(data_dir).spool)
     write_last_collection(data_dir, request.files, request.bytes, dt.datetime.now(dt.UTC))
     print(json.dumps({"pruned": pruned}))
     return 0

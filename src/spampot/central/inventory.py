@@ -31,8 +31,15 @@ import dataclasses
 import re
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
+
+from spampot.layout import (
+    DEFAULT_CENTRAL_DATA_DIR,
+    DEFAULT_SENSOR_DATA_DIR,
+    CentralLayout,
+    remote_spool,
+)
 
 
 class InventoryError(ValueError):
@@ -57,21 +64,24 @@ _KEY_TYPES = (
 
 @dataclass(frozen=True, slots=True)
 class CentralSection:
-    data_dir: Path = Path("/var/lib/spampot-central")
+    data_dir: Path = Path(DEFAULT_CENTRAL_DATA_DIR)
+
+    @property
+    def layout(self) -> CentralLayout:
+        """Every path in the central data dir (spampot.layout)."""
+        return CentralLayout(self.data_dir)
 
     @property
     def raw_dir(self) -> Path:
-        """``raw/<sensor>/…`` mirrors each sensor's ``spool/``; only whole files appear here."""
-        return self.data_dir / "raw"
+        return self.layout.raw
 
     @property
     def state_dir(self) -> Path:
-        return self.data_dir / "state"
+        return self.layout.state
 
     @property
     def tmp_dir(self) -> Path:
-        """rsync's temporary files, on raw/'s filesystem so that the last step is a rename."""
-        return self.data_dir / "tmp"
+        return self.layout.tmp
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +129,7 @@ class SensorEntry:
     user: str = "spampot"
     host_key: str = ""  # pinned public host key line: "ssh-ed25519 AAAA…"
     known_hosts: Path | None = None  # or a known_hosts file holding it
-    data_dir: str = "/var/lib/spampot"  # on the sensor
+    data_dir: str = DEFAULT_SENSOR_DATA_DIR  # on the sensor
     tags: tuple[str, ...] = ()  # e.g. "residential", "business"
     isp: str = ""
     enabled: bool = True
@@ -127,7 +137,7 @@ class SensorEntry:
     @property
     def remote_spool(self) -> str:
         """The sensor's spool directory with a trailing slash (rsync: its contents)."""
-        return str(PurePosixPath(self.data_dir) / "spool") + "/"
+        return remote_spool(self.data_dir)
 
     @property
     def destination(self) -> str:

@@ -400,9 +400,9 @@ def _last_line(data: bytes) -> str:
 
 def health_command(inventory: Inventory, entry: SensorEntry) -> list[str]:
     """The collector's ssh (one SSH policy, one pinned host key) running the health report."""
-    state_dir = inventory.central.state_dir / "collect"
-    state_dir.mkdir(parents=True, exist_ok=True)
-    argv = ssh_command(entry, inventory.collect, state_dir)
+    layout = inventory.central.layout
+    layout.collect_state.mkdir(parents=True, exist_ok=True)
+    argv = ssh_command(entry, inventory.collect, layout)
     return [*argv, entry.host.strip("[]"), HEALTH_COMMAND]
 
 
@@ -476,7 +476,7 @@ def _write_atomic(path: Path, text: str) -> None:
 def check_sensors(inventory: Inventory, sensors: list[SensorEntry]) -> list[SensorStatus]:
     """Ask every sensor at once (bounded by ``[status] parallel``), judge, record history."""
     th = inventory.status
-    directory = inventory.central.state_dir / "status"
+    directory = inventory.central.layout.status_history
     directory.mkdir(parents=True, exist_ok=True)
     history = History(directory, th.history_keep)
 

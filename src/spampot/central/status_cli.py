@@ -75,7 +75,7 @@ def show_history(
 ) -> None:
     from rich.table import Table
 
-    history = History(inventory.central.state_dir / "status", inventory.status.history_keep)
+    history = History(inventory.central.layout.status_history, inventory.status.history_keep)
     if as_json:
         click.echo(json.dumps({s.name: history.entries(s.name)[-count:] for s in sensors}))
         return

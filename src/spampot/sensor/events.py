@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from spampot.contract import EXTRA_FIELDS, PREFIX
+from spampot.layout import SensorLayout, worker_suffix
 from spampot.sensor.spool import gzip_bytes, syncfs
 
 # msgspec's encoder writes what the standard library's compact encoder with ensure_ascii=False
@@ -176,14 +177,15 @@ class EventFile:
     def __init__(
         self, data_dir: Path, sensor: str, policy: RotationPolicy, worker: int = 0
     ) -> None:
-        self.events_dir = data_dir / "events"
-        self.out_dir = data_dir / "spool" / "events"
-        self.tmp_dir = data_dir / "tmp"
+        self.layout = SensorLayout(data_dir)
+        self.events_dir = self.layout.events
+        self.out_dir = self.layout.spool_events
+        self.tmp_dir = self.layout.tmp
         self.sensor = sensor
         self.policy = policy
-        suffix = f"-w{worker}" if worker else ""
-        self.suffix = suffix
-        self.path = self.events_dir / f"current{suffix}.jsonl"
+        self.worker = worker
+        self.suffix = worker_suffix(worker)
+        self.path = self.layout.current_events(worker)
         self._fd = -1
         self._size = 0
         self._hour = ""
@@ -221,7 +223,7 @@ class EventFile:
     def _asides(self) -> list[tuple[Path, str]]:
         """This worker's files renamed aside, oldest first, with the hour each holds."""
         found = []
-        for path in self.events_dir.glob(f"rotating{self.suffix}-*.jsonl"):
+        for path in self.events_dir.glob(self.layout.rotating_glob(self.worker)):
             match = _ASIDE.fullmatch(path.name)
             if match and (match["worker"] or "") == self.suffix:
                 found.append((match["hour"], int(match["n"] or 0), path))
@@ -322,11 +324,11 @@ class EventFile:
         self._pending = [f for f in self._pending if not f.done()]
 
     def _aside_path(self) -> Path:
-        aside = self.events_dir / f"rotating{self.suffix}-{self._hour}.jsonl"
+        aside = self.layout.rotating_events(self.worker, self._hour)
         n = 0
         while aside.exists():  # a size rotation in the same hour, not yet compressed
             n += 1
-            aside = self.events_dir / f"rotating{self.suffix}-{self._hour}.{n}.jsonl"
+            aside = self.layout.rotating_events(self.worker, self._hour, n)
         return aside
 
     def settle(self) -> None:
@@ -359,7 +361,7 @@ class EventFile:
         The collector removes rotated files from the sensor, so "the name is free here" does
         not mean "the name was never used": the last (hour, n) is kept in a state file.
         """
-        state = self.events_dir / f"last-rotated{self.suffix}"
+        state = self.layout.last_rotated(self.worker)
         last_hour, n = "", -1
         with contextlib.suppress(OSError, ValueError):
             last_hour, _, last_n = state.read_text().strip().partition(" ")
@@ -387,7 +389,7 @@ _LIVE = re.compile(r"current(?:-w(?P<worker>[0-9]+))?\.jsonl")
 def recover_event_files(data_dir: Path, sensor: str, policy: RotationPolicy) -> int:
     """At start, before any worker: close every event file a previous run left in ``events/``
     (of any worker, also of workers this run does not have) into ``spool/events/``."""
-    events_dir = data_dir / "events"
+    events_dir = SensorLayout(data_dir).events
     workers: set[int] = set()
     for path in events_dir.glob("*.jsonl") if events_dir.is_dir() else ():
         live, aside = _LIVE.fullmatch(path.name), _ASIDE.fullmatch(path.name)

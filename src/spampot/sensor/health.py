@@ -28,6 +28,7 @@ from typing import Any
 
 from spampot import __version__
 from spampot.config import Config
+from spampot.layout import SensorLayout
 from spampot.sensor import metrics as state
 
 SCHEMA = 1
@@ -67,7 +68,7 @@ def health_report(config: Config, *, live: bool = True, now: float | None = None
         "disk": disk_usage(config.data_dir),
         "processes": processes(config, workers, now, probe=live),
         "traffic": traffic(config, workers, procfs, now),
-        "spool": spool_backlog(config.data_dir / "spool", config.health.spool_scan_limit),
+        "spool": spool_backlog(config.layout.spool, config.health.spool_scan_limit),
         "collection": last_collection(config.data_dir, now),
     }
     if live:
@@ -244,7 +245,7 @@ def processes(
 ) -> dict[str, Any]:
     pid_data: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
-        pid_data = json.loads((state.state_dir(config.data_dir) / state.PID_FILE).read_text())
+        pid_data = json.loads(config.layout.pid_file.read_text())
     pid = pid_data.get("pid")
     stale_after = 3 * config.health.sample_interval + 5
     worker_list = []
@@ -431,7 +432,7 @@ def spool_backlog(spool: Path, limit: int) -> dict[str, Any]:
 
 
 def last_collection(data_dir: Path, now: float) -> dict[str, Any]:
-    path = state.state_dir(data_dir) / state.LAST_COLLECTION_FILE
+    path = SensorLayout(data_dir).last_collection
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):

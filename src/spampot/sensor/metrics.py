@@ -25,16 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spampot.layout import SensorLayout
+
 WINDOW_SECONDS = 15 * 60  # the paper's "last 15 minutes" (§4.1.4)
 MAX_SAMPLES = 2000  # history entries kept per worker file, whatever the interval
-WORKER_FILE_PREFIX = "worker-"
-PID_FILE = "sensor.pid"
-LAST_COLLECTION_FILE = "last-collection.json"
-PREVIOUS_RUNS_FILE = "previous-runs.json"
-
-
-def state_dir(data_dir: Path) -> Path:
-    return data_dir / "state"
 
 
 class SensorMetrics:
@@ -153,10 +147,10 @@ def clear_worker_files(data_dir: Path) -> None:
     What the silence check needs is carried over first (:func:`carry_over`), so that a daemon
     restarting again and again never looks like one that has just started.
     """
-    directory = state_dir(data_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    layout = SensorLayout(data_dir)
+    layout.state.mkdir(parents=True, exist_ok=True)
     carry_over(data_dir, read_worker_files(data_dir))
-    for path in directory.glob(f"{WORKER_FILE_PREFIX}*.json"):
+    for path in layout.worker_files():
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
 
@@ -164,7 +158,7 @@ def clear_worker_files(data_dir: Path) -> None:
 def previous_runs(data_dir: Path) -> dict[str, float]:
     """``last_message`` and ``first_start`` of the runs before this one (either may be absent)."""
     try:
-        data = json.loads((state_dir(data_dir) / PREVIOUS_RUNS_FILE).read_text())
+        data = json.loads(SensorLayout(data_dir).previous_runs.read_text())
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict):
@@ -182,11 +176,11 @@ def carry_over(data_dir: Path, workers: list[dict[str, Any]]) -> None:
     if starts:
         carried["first_start"] = min([*starts, carried.get("first_start", math.inf)])
     if carried:
-        write_atomic(state_dir(data_dir) / PREVIOUS_RUNS_FILE, carried)
+        write_atomic(SensorLayout(data_dir).previous_runs, carried)
 
 
 def write_pid_file(data_dir: Path) -> Path:
-    path = state_dir(data_dir) / PID_FILE
+    path = SensorLayout(data_dir).pid_file
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, {"pid": os.getpid(), "started": time.time()})
     return path
@@ -201,7 +195,7 @@ def remove_pid_file(path: Path) -> None:
 def read_worker_files(data_dir: Path) -> list[dict[str, Any]]:
     """Every worker's last written state; unreadable or malformed files are skipped."""
     states = []
-    for path in sorted(state_dir(data_dir).glob(f"{WORKER_FILE_PREFIX}*.json")):
+    for path in SensorLayout(data_dir).worker_files():
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -288,7 +282,7 @@ class StateRecorder:
         procfs: Path,
     ) -> None:
         self.metrics = metrics
-        self.path = state_dir(data_dir) / f"{WORKER_FILE_PREFIX}{worker}.json"
+        self.path = SensorLayout(data_dir).worker_file(worker)
         self.worker = worker
         self.interval = interval
         self.interface = interface if worker == 0 else None

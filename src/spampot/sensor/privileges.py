@@ -13,6 +13,7 @@ import pwd
 from pathlib import Path
 
 from spampot.config import SensorSection
+from spampot.layout import SensorLayout
 
 
 class PrivilegeError(RuntimeError):
@@ -56,32 +57,38 @@ def drop_privileges(section: SensorSection, data_dir: Path) -> str:
 
 
 def hand_over(data_dir: Path, uid: int, gid: int) -> None:
-    """Give the data dir's directories (and the files the sensor rewrites) to uid:gid.
+    """Give what the sensor owns in the data dir to uid:gid, and nothing else.
 
-    Message files are left alone: once published they are only read and removed, which the
-    directory's owner may do. The walk skips what already belongs to uid:gid.
+    The sensor owns ``spool/``, ``events/``, ``state/`` and ``tmp/`` (spampot.layout); they are
+    made here if missing. Their directories are handed over (so the user can create and
+    rename files in them) and the files it rewrites (event logs, state, staged files).
+    Published messages are left alone: they are only read and removed, which the directory's
+    owner may do. Whatever else a person put in the data dir (the collector's ``.ssh/``, whose
+    owner sshd's StrictModes checks) and the data dir itself are never touched.
     """
-    rewritten = {"events", "tmp", "state"}
-    stack = [(data_dir, True)]
-    while stack:
-        path, own_files = stack.pop()
-        _chown(path, uid, gid)
-        try:
-            entries = list(os.scandir(path))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                stack.append((Path(entry.path), path == data_dir and entry.name in rewritten))
-            elif own_files or path == data_dir:
-                _chown(Path(entry.path), uid, gid)
-    # The data dir's parents must let the user reach it.
-    for parent in data_dir.resolve().parents:
-        if not _searchable(parent.stat(), uid, gid):
+    layout = SensorLayout(data_dir)
+    for path in [data_dir, *data_dir.resolve().parents]:
+        if path.exists() and not _searchable(path.stat(), uid, gid):
             raise PrivilegeError(
-                f"{parent} is not searchable by others: the sensor's user cannot reach "
+                f"{path} is not searchable by the sensor's user: it cannot reach "
                 f"{data_dir}; choose a data dir it can reach"
             )
+    for top in layout.owned:
+        top.mkdir(parents=True, exist_ok=True)
+        own_files = top != layout.spool
+        stack = [top]
+        while stack:
+            path = stack.pop()
+            _chown(path, uid, gid)
+            try:
+                entries = list(os.scandir(path))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif own_files:
+                    _chown(Path(entry.path), uid, gid)
 
 
 def _searchable(st: os.stat_result, uid: int, gid: int) -> bool:

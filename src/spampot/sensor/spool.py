@@ -14,6 +14,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from spampot.layout import SensorLayout
+
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
@@ -71,8 +73,9 @@ class Spool:
 
     def __init__(self, data_dir: Path, compress_level: int = 6) -> None:
         self.data_dir = data_dir
-        self.spool_dir = data_dir / "spool"
-        self.tmp_dir = data_dir / "tmp"
+        self.layout = SensorLayout(data_dir)
+        self.spool_dir = self.layout.spool
+        self.tmp_dir = self.layout.tmp
         self.compress_level = compress_level
         self._made: set[str] = set()
 
@@ -84,7 +87,7 @@ class Spool:
         published. Anything else in ``tmp/`` was in flight and is removed. Returns
         (published, removed).
         """
-        for d in (self.spool_dir, self.tmp_dir, self.spool_dir / "events"):
+        for d in (self.spool_dir, self.tmp_dir, self.layout.spool_events):
             d.mkdir(parents=True, exist_ok=True)
         published = removed = 0
         for leftover in self.tmp_dir.iterdir():

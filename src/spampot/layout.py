@@ -1,0 +1,190 @@
+"""Where everything lives in a sensor's data dir and in the central server's: the one place.
+
+Every module that touches a data-dir path takes it from here (sensor, writer, events, health,
+the gate, the collector, status): a path spelled twice drifts (DESIGN.md data contract).
+
+A sensor's data dir (``[sensor] data_dir``, one filesystem: renames are atomic)::
+
+    spool/<day>/<port>/<ip>/<HHMMSS>-<id>.eml.gz   complete messages: the collector takes them
+    spool/events/<sensor>-<hour>[-n].jsonl.gz       complete rotated event files
+    events/current[-w<k>].jsonl                     the live event log of worker k
+    events/rotating[-w<k>]-<hour>[.n].jsonl         renamed aside during a rotation
+    events/last-rotated[-w<k>]                      the last rotated name (never reused)
+    tmp/                                            files being written (never read by others)
+    state/sensor.pid                                the daemon's pid and start time
+    state/worker-<k>.json                           worker k's counters (spampot health)
+    state/previous-runs.json                        carried across restarts (silence check)
+    state/last-collection.json                      written by the gate's ``collected``
+    state/tls/                                      the sensor's TLS certificate and key
+
+The sensor owns exactly :attr:`SensorLayout.owned` (the four directories above) and nothing
+else in the data dir: it hands those to its run user at start and leaves alone what a person
+put beside them, such as the collector's ``.ssh/`` (sshd's StrictModes refuses a key whose
+directory belongs to another user).
+
+The central server's data dir (``[central] data_dir`` of the inventory)::
+
+    raw/<sensor>/...                                each sensor's spool, as collected
+    tmp/<sensor>/                                   rsync's files in transfer (--temp-dir)
+    state/collect/<sensor>.json, .lock, .known_hosts
+    state/status/<sensor>.jsonl                     spampot status history
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+SPOOL = "spool"
+EVENTS = "events"
+STATE = "state"
+TMP = "tmp"
+WORKER_FILE_PREFIX = "worker-"
+DEFAULT_SENSOR_DATA_DIR = "/var/lib/spampot"
+DEFAULT_CENTRAL_DATA_DIR = "/var/lib/spampot-central"
+
+
+@dataclass(frozen=True, slots=True)
+class SensorLayout:
+    """The paths of one sensor's data dir (``root``); nothing here touches the disk."""
+
+    root: Path
+
+    # -- the four directories the sensor owns -------------------------------------------------
+
+    @property
+    def spool(self) -> Path:
+        """Complete files only: whatever is here the collector may take."""
+        return self.root / SPOOL
+
+    @property
+    def events(self) -> Path:
+        """The live event logs."""
+        return self.root / EVENTS
+
+    @property
+    def state(self) -> Path:
+        return self.root / STATE
+
+    @property
+    def tmp(self) -> Path:
+        """Where files are written before their rename into ``spool/``."""
+        return self.root / TMP
+
+    @property
+    def owned(self) -> tuple[Path, ...]:
+        """What the sensor creates and hands to its run user; never anything else."""
+        return (self.spool, self.events, self.state, self.tmp)
+
+    # -- inside them -----------------------------------------------------------------------------
+
+    @property
+    def spool_events(self) -> Path:
+        """Rotated event files, complete (the collector takes them with the messages)."""
+        return self.spool / EVENTS
+
+    def current_events(self, worker: int = 0) -> Path:
+        return self.events / f"current{worker_suffix(worker)}.jsonl"
+
+    def rotating_events(self, worker: int, hour: str, n: int = 0) -> Path:
+        """The live file renamed aside for compression (``n``: a second one in the hour)."""
+        count = f".{n}" if n else ""
+        return self.events / f"rotating{worker_suffix(worker)}-{hour}{count}.jsonl"
+
+    def rotating_glob(self, worker: int) -> str:
+        """Glob (in :attr:`events`) of the files a rotation left aside."""
+        return f"rotating{worker_suffix(worker)}-*.jsonl"
+
+    def last_rotated(self, worker: int) -> Path:
+        """The last rotated file's hour and count: rotated names are never reused."""
+        return self.events / f"last-rotated{worker_suffix(worker)}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state / "sensor.pid"
+
+    def worker_file(self, worker: int) -> Path:
+        return self.state / f"{WORKER_FILE_PREFIX}{worker}.json"
+
+    def worker_files(self) -> list[Path]:
+        """Every worker's counter file present, in name order."""
+        return sorted(self.state.glob(f"{WORKER_FILE_PREFIX}*.json"))
+
+    @property
+    def previous_runs(self) -> Path:
+        return self.state / "previous-runs.json"
+
+    @property
+    def last_collection(self) -> Path:
+        return self.state / "last-collection.json"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.state / "tls"
+
+    @property
+    def tls_certificate(self) -> Path:
+        return self.tls_dir / "cert.pem"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.tls_dir / "key.pem"
+
+
+def worker_suffix(worker: int) -> str:
+    """Worker 0 writes ``current.jsonl``; worker k > 0 ``current-wk.jsonl``."""
+    return f"-w{worker}" if worker else ""
+
+
+def remote_spool(data_dir: str) -> str:
+    """The sensor's ``spool/`` as rsync names it from the central server (a trailing slash:
+    the directory's contents), for a data dir given as a POSIX path on the sensor."""
+    return str(PurePosixPath(data_dir) / SPOOL) + "/"
+
+
+@dataclass(frozen=True, slots=True)
+class CentralLayout:
+    """The paths of the central server's data dir (``root``)."""
+
+    root: Path
+
+    @property
+    def raw(self) -> Path:
+        """``raw/<sensor>/…`` mirrors each sensor's ``spool/``; only whole files appear here."""
+        return self.root / "raw"
+
+    @property
+    def state(self) -> Path:
+        return self.root / STATE
+
+    @property
+    def tmp(self) -> Path:
+        """rsync's files in transfer; on raw/'s filesystem, so the final move is a rename."""
+        return self.root / TMP
+
+    def raw_for(self, sensor: str) -> Path:
+        return self.raw / sensor
+
+    def tmp_for(self, sensor: str) -> Path:
+        return self.tmp / sensor
+
+    @property
+    def collect_state(self) -> Path:
+        return self.state / "collect"
+
+    def collect_record(self, sensor: str) -> Path:
+        return self.collect_state / f"{sensor}.json"
+
+    def collect_lock(self, sensor: str) -> Path:
+        return self.collect_state / f"{sensor}.lock"
+
+    def known_hosts(self, sensor: str) -> Path:
+        return self.collect_state / f"{sensor}.known_hosts"
+
+    @property
+    def status_history(self) -> Path:
+        return self.state / "status"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse"
