@@ -39,7 +39,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from fleet import spam  # noqa: E402 - the tests' spam generator
+from fleet import gate_command, sensor_config, spam  # noqa: E402 - the tests' fleet helpers
 from spampot.central.collect import Collector  # noqa: E402
 from spampot.central.inventory import load_inventory  # noqa: E402
 from spampot.central.progress import LogReporter  # noqa: E402
@@ -190,11 +190,8 @@ def run(args: argparse.Namespace, work: Path, server: SshServer) -> dict:
     sensor_dir = server.sensor_dir("bench")
     spool = sensor_dir / "spool"
     gate_key = server.client_key("central")
-    server.authorize(
-        gate_key,
-        command=f"{sys.executable} -m spampot gate --data-dir {sensor_dir}",
-        options="restrict",
-    )
+    config = sensor_config(work / "sensor.toml", "bench", sensor_dir)
+    server.authorize(gate_key, command=gate_command(config), options="restrict")
     bare_key = server.client_key("bare")
     server.authorize(bare_key)
 

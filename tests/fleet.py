@@ -77,15 +77,26 @@ class FleetSensor:
         return sorted(p for p in self.spool.rglob("*") if p.is_file())
 
 
-def gate_command(data_dir: Path) -> str:
-    return f"{sys.executable} -m spampot gate --data-dir {data_dir}"
+def gate_command(config: Path) -> str:
+    """The forced command, as deployed: the gate given the sensor's configuration."""
+    return f"{sys.executable} -m spampot gate --config {config}"
+
+
+def sensor_config(path: Path, name: str, data_dir: Path) -> Path:
+    """A sensor configuration naming ``data_dir`` (no NTP server: nothing leaves loopback)."""
+    path.write_text(
+        f'[sensor]\nname = "{name}"\ndata_dir = "{data_dir}"\nbind = ["127.0.0.1"]\n'
+        "[health]\nntp_servers = []\n"
+    )
+    return path
 
 
 def add_sensor(server: SshServer, name: str, data_dir: Path | None = None) -> FleetSensor:
     """A sensor data dir behind ``server``, reached with its own key through the gate."""
     data_dir = data_dir or server.sensor_dir(name)
+    config = sensor_config(server.root / f"{name}.toml", name, data_dir)
     key = server.client_key(f"central-{name}")
-    server.authorize(key, command=gate_command(data_dir), options="restrict")
+    server.authorize(key, command=gate_command(config), options="restrict")
     return FleetSensor(name, server, data_dir, key)
 
 

@@ -6,13 +6,13 @@ import datetime as dt
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import IN_CI
-from fleet import add_sensor, fill_spool
+from fleet import add_sensor, fill_spool, sensor_config
 from spampot.central.gate import (
     Collected,
     Health,
@@ -226,8 +226,41 @@ def test_real_sshd_lets_health_and_collected_through(sshd):
     marker = json.loads((sensor.data_dir / "state/last-collection.json").read_text())
     assert marker["files"] == 5 and marker["bytes"] == 100
     health = _ssh(sensor, "spampot health --json")
-    assert b"refused" not in health.stderr
-    if health.returncode == 0:
-        assert isinstance(json.loads(health.stdout), dict)
-    elif not IN_CI:  # `spampot health` is not on this branch yet: the gate passed it on
-        assert b"No such command 'health'" in health.stderr
+    assert health.returncode == 0, health.stderr
+    report = json.loads(health.stdout)
+    # The sensor's own configuration, not the built-in one (finding 6 of issue 14).
+    assert report["sensor"] == "br-01"
+    assert report["disk"]["path"] == str(sensor.data_dir)
+    assert report["collection"]["files"] == 5
+
+
+def _gate(env_command: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "spampot", "gate", *args],
+        env={**os.environ, "SSH_ORIGINAL_COMMAND": env_command},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_gate_without_the_sensor_configuration_is_refused(tmp_path):
+    """Finding 6 of issue 14: ``gate --data-dir DIR`` answered health for the built-in
+    configuration (another name, data dir, listeners, pool.ntp.org)."""
+    done = _gate("spampot health --json", "--data-dir", str(tmp_path))
+    assert done.returncode == 1 and done.stdout == ""
+    assert "refused: no --config" in done.stderr
+
+
+def test_gate_passes_the_configuration_and_data_dir_to_health(tmp_path):
+    config = sensor_config(tmp_path / "s.toml", "br-09", tmp_path / "configured")
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    done = _gate("spampot health --json", "--config", str(config), "--data-dir", str(other))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["sensor"] == "br-09" and report["disk"]["path"] == str(other)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[sensor]\nnmae = 1\n")
+    refused = _gate("spampot health --json", "--config", str(bad))
+    assert refused.returncode == 1 and "refused" in refused.stderr and refused.stdout == ""

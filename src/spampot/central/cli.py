@@ -143,12 +143,12 @@ def _select(sensors: tuple[SensorEntry, ...], names: tuple[str, ...]) -> list[Se
     "--config",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="The sensor's TOML configuration (for its data_dir, and for spampot health).",
+    help="The sensor's TOML configuration, as the sensor runs with it (required).",
 )
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="The sensor's data dir (default: sensor.data_dir from --config).",
+    help="Override sensor.data_dir, as `spampot sensor --data-dir` does (passed to health too).",
 )
 def gate(config_path: Path | None, data_dir: Path | None) -> None:
     """Forced command for the central server's key in the sensor's authorized_keys.
@@ -156,15 +156,28 @@ def gate(config_path: Path | None, data_dir: Path | None) -> None:
     Runs what SSH_ORIGINAL_COMMAND asks only when it is the rsync sender of the spool, the
     post-collection prune and marker, or `spampot health --json`; refuses anything else.
     """
-    from spampot.central.gate import run_gate
+    from spampot.central.gate import GateSetup, run_gate
     from spampot.config import ConfigError, load_config
 
-    if data_dir is None:
-        try:
-            data_dir = load_config(config_path).data_dir
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from exc
+    if config_path is None:
+        # Without the sensor's configuration, health would describe the built-in defaults
+        # (another data dir, name, listeners and clock sources), not this sensor.
+        click.echo(
+            "spampot gate: refused: no --config: the gate must be given the sensor's "
+            'configuration file (command="spampot gate --config /etc/spampot/sensor.toml")',
+            err=True,
+        )
+        sys.exit(1)
+    try:
+        config = load_config(config_path, sensor__data_dir=str(data_dir) if data_dir else None)
+    except ConfigError as exc:
+        click.echo(f"spampot gate: refused: {exc}", err=True)
+        sys.exit(1)
     # Not resolve(): the inventory names the data dir as the sensor's config does, symlinks
     # included, and the rsync source must match it exactly.
-    data_dir = Path(os.path.abspath(data_dir))
-    sys.exit(run_gate(os.environ.get("SSH_ORIGINAL_COMMAND"), data_dir, config_path))
+    setup = GateSetup(
+        data_dir=Path(os.path.abspath(config.data_dir)),
+        config_path=Path(os.path.abspath(config_path)),
+        data_dir_override=data_dir is not None,
+    )
+    sys.exit(run_gate(os.environ.get("SSH_ORIGINAL_COMMAND"), setup))

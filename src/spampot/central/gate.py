@@ -160,12 +160,30 @@ def write_last_collection(data_dir: Path, files: int, nbytes: int, now: dt.datet
     return path
 
 
-def run_gate(command: str | None, data_dir: Path, config_path: Path | None) -> int:
+@dataclass(frozen=True, slots=True)
+class GateSetup:
+    """What the gate knows of the sensor it guards: its configuration, never defaults."""
+
+    data_dir: Path  # the sensor's data dir (absolute, as configured)
+    config_path: Path  # the sensor's configuration file, handed to ``spampot health``
+    data_dir_override: bool = False  # the data dir came from --data-dir, not the file
+
+
+def health_argv(setup: GateSetup) -> list[str]:
+    """``spampot health --json`` for this sensor: its configuration and data dir."""
+    argv = [sys.executable, "-m", "spampot", "health", "--json", "--config", str(setup.config_path)]
+    if setup.data_dir_override:
+        argv += ["--data-dir", str(setup.data_dir)]
+    return argv
+
+
+def run_gate(command: str | None, setup: GateSetup) -> int:
     """Serve one request from the central server; returns the exit status.
 
     rsync and ``spampot health`` replace this process (exec), so their exit status and output
     reach the central server unchanged.
     """
+    data_dir = setup.data_dir
     try:
         request = parse_request(command, str(data_dir))
     except Refused as exc:
@@ -176,10 +194,7 @@ def run_gate(command: str | None, data_dir: Path, config_path: Path | None) -> i
         os.chdir(data_dir)
         os.execvp("rsync", list(request.argv))
     if isinstance(request, Health):
-        argv = [sys.executable, "-m", "spampot", "health", "--json"]
-        if config_path is not None:
-            argv += ["--config", str(config_path)]
-        os.execv(sys.executable, argv)
+        os.execv(sys.executable, health_argv(setup))
     assert isinstance(request, Collected)
     pruned = prune_spool(SensorLayout(data_dir).spool)
     write_last_collection(data_dir, request.files, request.bytes, dt.datetime.now(dt.UTC))
