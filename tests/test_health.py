@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import free_port, need_tool
-from spampot.config import load_config
+from spampot.config import ConfigError, load_config
 from spampot.sensor import health, metrics
 from spampot.sensor.exporter import families
 from spampot.sensor.health import clock, health_report
@@ -283,6 +283,65 @@ def test_local_clock_daemon_synchronised_or_not(ntp_server, chrony_client, tmp_p
         result = wait_for(lambda c=config, e=expected: clock(c)["synchronised"] is e, timeout=15)
         assert result, clock(config)
         assert clock(config)["sync_source"] == "chronyc"
+
+
+def test_clock_without_dns_by_default_asks_the_local_daemon(ntp_server, chrony_client, tmp_path):
+    """Finding 7 of issue 14: the default asked pool.ntp.org, a name the shipped firewall
+    cannot resolve, so a healthy sensor's clock was UNKNOWN. Now the default has no server
+    and the offset comes from the local chronyd (its own servers, by address)."""
+    assert load_config(None).health.ntp_servers == ()
+    ahead = ntp_server(offset=120)
+    client = chrony_client(ahead.port)
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[sensor]\ndata_dir = "{tmp_path}"\n[health]\nchrony_socket = "{client.socket}"\n'
+    )
+    config = load_config(path)
+    result = wait_for(lambda: clock(config)["offset_s"] is not None, timeout=20)
+    assert result, clock(config)
+    result = clock(config)
+    assert result["offset_source"] == "chronyc" and result["servers"] == []
+    # chronyd (-x: it leaves the clock alone) measures this clock 120 s behind its server.
+    assert result["offset_s"] == pytest.approx(120, abs=5), result
+    assert result["error"] is None
+
+
+def test_clock_says_why_it_has_no_offset(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[sensor]\ndata_dir = "{tmp_path}"\n[health]\nchrony_socket = "{tmp_path}/none.sock"\n'
+    )
+    result = clock(load_config(path))
+    assert result["offset_s"] is None
+    assert result["error"].startswith("no [health] ntp_servers, and the local daemon")
+
+
+@pytest.mark.parametrize("name", ["pool.ntp.org", "ntp.example:123", "[::1]:0"])
+def test_ntp_servers_are_addresses(tmp_path, name):
+    path = tmp_path / "c.toml"
+    path.write_text(f'[health]\nntp_servers = ["{name}"]\n')
+    with pytest.raises(ConfigError, match="ntp_servers"):
+        load_config(path)
+
+
+def test_chrony_and_ntpq_answers_are_read():
+    chrony = (
+        "Reference ID    : 7F000001 (127.0.0.1)\n"
+        "System time     : 0.250000000 seconds fast of NTP time\n"
+        "Leap status     : Normal\n"
+    )
+    assert health._chrony_tracking(chrony)["offset_s"] == -0.25
+    slow = chrony.replace("fast", "slow")
+    assert health._chrony_tracking(slow)["offset_s"] == 0.25
+    lost = chrony.replace("Normal", "Not synchronised")
+    assert health._chrony_tracking(lost) == {
+        "synchronised": False,
+        "offset_s": None,
+        "source": "chronyc",
+        "error": "chronyd is not synchronised to any server",
+    }
+    assert health._ntpq_variables("leap=00, offset=-12.5\n")["offset_s"] == -0.0125
+    assert health._ntpq_variables("leap=11, offset=0.000\n")["synchronised"] is False
 
 
 # --- the pieces -----------------------------------------------------------------------------

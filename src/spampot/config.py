@@ -56,6 +56,18 @@ def restart_only(default: Any) -> Any:
     return field(default=default, metadata={_RESTART: True})
 
 
+def split_server(server: str) -> tuple[str, int]:
+    """An ``ntp_servers`` entry: ``host``, ``host:port``, ``[v6]:port`` or a bare IPv6
+    address; the port defaults to 123. Raises ValueError on a bad port."""
+    if server.startswith("["):
+        host, _, rest = server[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else 123
+    if server.count(":") == 1:
+        host, port = server.split(":")
+        return host, int(port)
+    return server, 123
+
+
 @dataclass(frozen=True, slots=True)
 class SensorSection:
     RESTART_ONLY: ClassVar[bool] = True
@@ -199,7 +211,10 @@ class HealthSection:
     # Each worker writes its counters to <data_dir>/state/ this often, and worker 0 records
     # the interface counters; the 15-minute figures are differences of these samples.
     sample_interval: float = 10.0
-    ntp_servers: tuple[str, ...] = ("pool.ntp.org",)  # "host" or "host:port", "[v6]:port"
+    # NTP servers asked directly, by address ("a.b.c.d", "a.b.c.d:port", "[v6]:port"): names
+    # would need DNS, which the sensor's firewall blocks. Empty: the local chronyd or ntpd
+    # (or systemd-timesyncd) says how far off the clock is.
+    ntp_servers: tuple[str, ...] = ()
     ntp_timeout: float = 2.0
     chrony_socket: str = ""  # chronyc -h: "" = chronyc's default (the local chronyd)
     connect_timeout: float = 1.0  # per listener, for the "accepting" check on loopback
@@ -400,6 +415,18 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         raise ConfigError(f"smtp.auth must be one of {', '.join(AUTH_OFFERS)}")
     if config.smtp.smtps_ports and not config.smtp.starttls:
         raise ConfigError("smtp.smtps_ports needs smtp.starttls (the certificate)")
+    for server in config.health.ntp_servers:
+        try:
+            host, port = split_server(server)
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(
+                f"health.ntp_servers: {server!r} is not an address (a.b.c.d, a.b.c.d:port or "
+                "[v6]:port): a name needs DNS, which the sensor's firewall blocks; leave the "
+                "list empty to ask the local chronyd or ntpd"
+            ) from None
+        if not 0 < port < 65536:
+            raise ConfigError(f"health.ntp_servers: {server!r}: port must be 1..65535")
     try:
         config.trusted_proxies  # noqa: B018 - validates the networks
     except ValueError as exc:

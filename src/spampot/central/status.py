@@ -26,6 +26,7 @@ from typing import Any
 
 from spampot.central.collect import ssh_command
 from spampot.central.inventory import Inventory, SensorEntry, StatusSection
+from spampot.protocols.common import printable
 
 HEALTH_COMMAND = "spampot health --json"
 MAX_REPORT_BYTES = 4 * 1024 * 1024  # a health report is a few KB; 1 listener line ~ 100 B
@@ -222,10 +223,9 @@ def check_clock(report: dict, th: StatusSection) -> CheckResult:
         else "clock daemon unknown"
     )
     if offset is None:
-        servers = clock.get("servers") if isinstance(clock, dict) else None
-        why = "no NTP server configured"
-        if isinstance(servers, list) and servers:
-            why = "no NTP server answered"
+        why = clock.get("error") if isinstance(clock, dict) else None
+        # The report is untrusted: its reason is shown printable and bounded.
+        why = printable(why.encode(), 300) if isinstance(why, str) and why else "no offset"
         return CheckResult(State.WARN if synced is False else State.UNKNOWN, f"{why}; {daemon}")
     state = _level(abs(offset), th.clock_warn, th.clock_crit)
     if synced is False:

@@ -17,6 +17,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from spampot import __version__
-from spampot.config import Config
+from spampot.config import Config, split_server
 from spampot.layout import SensorLayout
 from spampot.sensor import metrics as state
 
@@ -133,17 +134,6 @@ def disk_usage(path: Path) -> dict[str, Any]:
 # --- clock ----------------------------------------------------------------------------------
 
 
-def split_server(server: str) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address; the port defaults to 123."""
-    if server.startswith("["):
-        host, _, rest = server[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else 123
-    if server.count(":") == 1:
-        host, port = server.split(":")
-        return host, int(port)
-    return server, 123
-
-
 def ntp_offsets(servers: tuple[str, ...], timeout: float) -> list[dict[str, Any]]:
     import ntplib
 
@@ -167,25 +157,82 @@ def ntp_offsets(servers: tuple[str, ...], timeout: float) -> list[dict[str, Any]
     return results
 
 
-def clock_synchronised(chrony_socket: str) -> tuple[bool | None, str | None]:
-    """What the local clock daemon says: (synchronised or None if unknown, which tool said)."""
+def local_clock(chrony_socket: str) -> dict[str, Any]:
+    """What the local clock daemon says: ``synchronised`` (None if unknown), ``offset_s``
+    (NTP time minus this clock, as ntplib counts it), ``source`` (which tool said), and
+    ``error`` (why nothing could be said).
+
+    Asked in turn: chronyc (chronyd, Debian's and Ubuntu's NTP daemon), ntpq (ntpd, ntpsec),
+    timedatectl (systemd-timesyncd, the default of a Debian 12 install). None of them needs
+    DNS: they ask the daemon on this machine, which keeps its own servers.
+    """
+    tried = []
     chronyc = shutil.which("chronyc")
     if chronyc is not None:
-        args = [chronyc, "-n"]
-        if chrony_socket:
-            args += ["-h", chrony_socket]
+        args = [chronyc, "-n"] + (["-h", chrony_socket] if chrony_socket else [])
         out = _run([*args, "tracking"])
         if out is not None:
-            for line in out.splitlines():
-                key, _, value = line.partition(":")
-                if key.strip() == "Leap status":
-                    return value.strip() != "Not synchronised", "chronyc"
+            return _chrony_tracking(out)
+        tried.append("chronyc: no answer from chronyd")
+    ntpq = shutil.which("ntpq")
+    if ntpq is not None:
+        out = _run([ntpq, "-n", "-c", "rv 0 leap,offset"])
+        if out is not None and "leap=" in out:
+            return _ntpq_variables(out)
+        tried.append("ntpq: no answer from ntpd")
     timedatectl = shutil.which("timedatectl")
     if timedatectl is not None:
-        out = _run([timedatectl, "show", "--property=NTPSynchronized", "--value"])
-        if out is not None and out.strip() in ("yes", "no"):
-            return out.strip() == "yes", "timedatectl"
-    return None, None
+        synced = _run([timedatectl, "show", "--property=NTPSynchronized", "--value"])
+        if synced is not None and synced.strip() in ("yes", "no"):
+            status = _run([timedatectl, "timesync-status"]) or ""
+            found = re.search(r"^\s*Offset:\s*([+-]?[0-9.]+)(us|ms|s)\s*$", status, re.M)
+            scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+            return {
+                "synchronised": synced.strip() == "yes",
+                # timesyncd's offset is this clock minus the server's: the opposite sign.
+                "offset_s": -float(found.group(1)) * scale[found.group(2)] if found else None,
+                "source": "timedatectl",
+                "error": None if found else "timedatectl gives no offset (timesyncd not used)",
+            }
+        tried.append("timedatectl: no answer")
+    if not tried:
+        tried.append("none of chronyc, ntpq, timedatectl is installed")
+    return {"synchronised": None, "offset_s": None, "source": None, "error": "; ".join(tried)}
+
+
+def _chrony_tracking(out: str) -> dict[str, Any]:
+    fields = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    synced = fields.get("Leap status", "") != "Not synchronised"
+    offset = None
+    found = re.fullmatch(
+        r"([0-9.]+) seconds (fast|slow) of NTP time", fields.get("System time", "")
+    )
+    if synced and found:
+        # "fast": this clock is ahead of NTP time, so NTP minus local is negative.
+        offset = float(found.group(1)) * (-1 if found.group(2) == "fast" else 1)
+    return {
+        "synchronised": synced,
+        "offset_s": offset,
+        "source": "chronyc",
+        "error": None if synced else "chronyd is not synchronised to any server",
+    }
+
+
+def _ntpq_variables(out: str) -> dict[str, Any]:
+    values = dict(re.findall(r"(\w+)=([^,\s]+)", out))
+    synced = values.get("leap") != "11"  # 11: alarm, not synchronised (RFC 5905 §7.3)
+    offset = None
+    with contextlib.suppress(KeyError, ValueError):
+        offset = float(values["offset"]) / 1000.0 if synced else None  # ntpq says ms
+    return {
+        "synchronised": synced,
+        "offset_s": offset,
+        "source": "ntpq",
+        "error": None if synced else "ntpd is not synchronised to any server",
+    }
 
 
 def _run(args: list[str]) -> str | None:
@@ -199,15 +246,28 @@ def _run(args: list[str]) -> str | None:
 
 
 def clock(config: Config) -> dict[str, Any]:
+    """The clock's offset from NTP time: the median of ``[health] ntp_servers`` that answered,
+    else what the local clock daemon says; ``error`` says why there is none."""
     h = config.health
-    servers = ntp_offsets(h.ntp_servers, h.ntp_timeout)
+    servers = ntp_offsets(h.ntp_servers, h.ntp_timeout) if h.ntp_servers else []
     offsets = [s["offset_s"] for s in servers if "offset_s" in s]
-    synced, source = clock_synchronised(h.chrony_socket)
+    local = local_clock(h.chrony_socket)
+    offset, source, error = None, None, None
+    if offsets:
+        offset, source = round(statistics.median(offsets), 6), "ntp"
+    elif local["offset_s"] is not None:
+        offset, source = round(local["offset_s"], 6), local["source"]
+    elif servers:
+        error = f"no NTP server of [health] ntp_servers answered; local daemon: {local['error']}"
+    else:
+        error = f"no [health] ntp_servers, and the local daemon gave no offset: {local['error']}"
     return {
-        "offset_s": round(statistics.median(offsets), 6) if offsets else None,
+        "offset_s": offset,
+        "offset_source": source,
         "servers": servers,
-        "synchronised": synced,
-        "sync_source": source,
+        "synchronised": local["synchronised"],
+        "sync_source": local["source"],
+        "error": error,
     }
 
 
