@@ -106,6 +106,24 @@ def test_a_failing_sensor_does_not_stop_the_others(sshd, tmp_path):
     assert st["ok"] is True and st["error"] is None and st["last_success"] == st["last_attempt"]
 
 
+def test_finish_failures_are_explained_in_their_own_terms(sshd, tmp_path):
+    """Finding 8 of issue 14: the finish step's exit status was explained with rsync's
+    meanings ("exit 2 (protocol incompatibility)"), though it is the gate's command."""
+    sensor = add_sensor(sshd, "br-01")
+    fill_spool(sensor, 5)
+    state_dir = sensor.data_dir / "state"
+    state_dir.rmdir()
+    state_dir.write_text("not a directory")  # the gate cannot write last-collection.json
+    central = tmp_path / "central"
+    inventory = write_inventory(tmp_path / "inventory.toml", central, [sensor])
+    done = run_collect(inventory, "--once")
+    assert done.returncode == 1
+    error = state(central, "br-01")["error"]
+    assert error.startswith("finish: exit 1 (the sensor's gate refused the request"), error
+    assert "usage error" not in error
+    check_centre(central / "raw", sensor)  # the captures themselves were collected
+
+
 def test_every_runs_rounds_and_stops_on_sigterm(sshd, tmp_path):
     sensor = add_sensor(sshd, "br-01")
     fill_spool(sensor, 10)

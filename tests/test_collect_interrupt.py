@@ -118,3 +118,50 @@ def test_cut_collections_then_rerun_deliver_each_message_once(sshd, tmp_path, ho
     assert sensor.spool_files() == []
     assert reader.bad == [], "a reader saw partial or temporary files under raw/"
     assert reader.checked > 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_killing_the_collector_alone_stops_its_rsync(sshd, tmp_path):
+    """Finding 8 of issue 14: rsync and ssh run in a session of their own, so a SIGKILL of the
+    collector's process alone left them running beside the next collection (until rsync next
+    wrote a line to the dead collector: in the middle of a large file, for as long as it takes).
+    """
+    sensor = add_sensor(sshd, "br-01")
+    fill_spool(sensor, 0, big=2, big_size=2_000_000)  # random bytes: 10 s each at 200 KiB/s
+    central = tmp_path / "central"
+    inventory = write_inventory(
+        tmp_path / "inventory.toml", central, [sensor], collect="bwlimit = 200\n"
+    )
+    collector = subprocess.Popen(
+        collect_cmd(inventory, "--once", "--no-progress"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    children: list[int] = []
+    while not children and time.monotonic() < deadline:
+        children = [p for p in descendants(collector.pid) if process_name(p) in ("rsync", "ssh")]
+        time.sleep(0.1)
+    assert children, "no rsync was running: the test proved nothing"
+    time.sleep(2)  # in the middle of the first file
+    children = [p for p in descendants(collector.pid) if process_name(p) in ("rsync", "ssh")]
+    collector.kill()  # the collector's process alone, as the OOM killer would
+    collector.wait(timeout=30)
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [(p, process_name(p)) for p in children if _alive(p)]
+    for pid, _ in left:  # the test's own clean-up of what it proved was left behind
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert left == [], f"still running 5 s after the collector was killed: {left}"
+    final = run_collect(inventory, "--once", timeout=120)
+    assert final.returncode == 0, final.stderr
+    check_centre(central / "raw", sensor)

@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from spampot.central import deathsig
 from spampot.central.inventory import CollectSection, Inventory, SensorEntry
 from spampot.layout import CentralLayout
 from spampot.sensor.spool import syncfs
@@ -69,6 +70,14 @@ RSYNC_EXIT = {
     30: "timeout in data send/receive",
     35: "timeout waiting for daemon connection",
     255: "ssh failed (connection, authentication or host key)",
+}
+# The finish step is not rsync: ``spampot collected`` through the sensor's gate, over ssh.
+FINISH_EXIT = {
+    1: "the sensor's gate refused the request, or could not prune or write state/ there",
+    2: "the sensor's spampot did not understand the request (another version?)",
+    126: "the forced command's program is not executable by the sensor's login user",
+    127: "the forced command's program was not found (check the path in authorized_keys)",
+    255: RSYNC_EXIT[255],
 }
 _STDERR_LINES = 20  # kept per command for the error text
 _PROGRESS_EVERY = 0.25  # seconds between progress callbacks
@@ -236,7 +245,7 @@ class Collector:
             self.reporter.progress(entry.name, tally.files, tally.bytes)
 
         with _timed(tally, "copy"):
-            self._run("copy", [*copy, source, f"{raw}/"], deadline, on_line, tick)
+            self._run("copy", [*copy, source, f"{raw}/"], deadline, RSYNC_EXIT, on_line, tick)
         if self.cfg.durable:
             with _timed(tally, "sync"):
                 fd = os.open(raw, os.O_RDONLY | os.O_DIRECTORY)
@@ -246,10 +255,10 @@ class Collector:
                     os.close(fd)
             remove = [*base, "--existing", "--remove-source-files"]
             with _timed(tally, "remove"):
-                self._run("remove", [*remove, source, f"{raw}/"], deadline)
+                self._run("remove", [*remove, source, f"{raw}/"], deadline, RSYNC_EXIT)
         finish = ["spampot", "collected", "--files", str(tally.files), "--bytes", str(tally.bytes)]
         with _timed(tally, "finish"):
-            self._run("finish", [*ssh, _ssh_host(entry), shlex.join(finish)], deadline)
+            self._run("finish", [*ssh, _ssh_host(entry), shlex.join(finish)], deadline, FINISH_EXIT)
 
     def ssh_command(self, entry: SensorEntry) -> list[str]:
         return ssh_command(entry, self.cfg, self.layout)
@@ -259,17 +268,19 @@ class Collector:
         step: str,
         argv: list[str],
         deadline: float,
+        meanings: dict[int, str],
         on_line: Callable[[bytes], None] | None = None,
         tick: Callable[[], None] | None = None,
     ) -> None:
-        """Run one command to its end or the deadline; raises CollectError when it failed."""
+        """Run one command to its end or the deadline; raises CollectError when it failed
+        (``meanings``: what the command's exit statuses say, for the message)."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise CollectError(f"{step}: collect.max_duration ({self.cfg.max_duration} s) reached")
         if self.stopping:
             raise CollectError(f"{step}: interrupted")
         proc = subprocess.Popen(
-            argv,
+            deathsig.wrap(argv),  # ends with this process, even when it is killed alone
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -310,7 +321,7 @@ class Collector:
             elif code < 0:
                 why = f"killed by signal {-code}"
             else:
-                why = f"exit {code}" + (f" ({RSYNC_EXIT[code]})" if code in RSYNC_EXIT else "")
+                why = f"exit {code}" + (f" ({meanings[code]})" if code in meanings else "")
             # ssh's host key warning comes framed in lines of "@"; the last lines say most.
             detail = b" | ".join(line.strip() for line in stderr if line.strip(b"@ \r\n"))
             text = detail.decode("utf-8", "backslashreplace")[-1000:]

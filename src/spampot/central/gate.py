@@ -197,6 +197,10 @@ def run_gate(command: str | None, setup: GateSetup) -> int:
         os.execv(sys.executable, health_argv(setup))
     assert isinstance(request, Collected)
     pruned = prune_spool(SensorLayout(data_dir).spool)
-    write_last_collection(data_dir, request.files, request.bytes, dt.datetime.now(dt.UTC))
+    try:
+        write_last_collection(data_dir, request.files, request.bytes, dt.datetime.now(dt.UTC))
+    except OSError as exc:
+        print(f"spampot gate: cannot record the collection: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps({"pruned": pruned}))
     return 0
