@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from conftest import need_root
@@ -85,6 +86,7 @@ class Fleet:
     def states(self) -> tuple[int, dict[str, dict[str, str]]]:
         code, out = self.run("--json")
         data = json.loads(out)
+        validate_status(data)  # every round of every test: the documented schema
         assert data["exit_code"] == code
         return code, {
             s["sensor"]: {k: v["state"] for k, v in s["checks"].items()} for s in data["sensors"]
@@ -107,6 +109,17 @@ class Fleet:
         (sensor.data_dir / "state" / "last-collection.json").write_text(
             json.dumps({"time": when, "files": 1, "bytes": 100})
         )
+
+
+STATUS_SCHEMA = json.loads(
+    (Path(__file__).parent.parent / "src/spampot/central/status.schema.json").read_text()
+)
+
+
+def validate_status(record: dict) -> None:
+    """``spampot status --json`` against its schema (strict: a field added without being
+    documented there fails)."""
+    jsonschema.validate(record, STATUS_SCHEMA, cls=jsonschema.Draft202012Validator)
 
 
 ALL_OK = dict.fromkeys(
@@ -282,6 +295,8 @@ def test_every_runs_rounds_and_load_thresholds_apply(fleet):
     f.write_inventory("load_warn = 0.0\nload_crit = 1000.0")
     code, out = f.run("--json", "--every", "1s", "--rounds", "2")
     rounds = [json.loads(line) for line in out.splitlines()]
+    for record in rounds:
+        validate_status(record)
     assert len(rounds) == 2 and code == 1
     assert all(r["sensors"][0]["checks"]["load"]["state"] == "WARN" for r in rounds)
     assert rounds[1]["sensors"][0]["figures"]["messages_15min"] == 0

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spampot.central.inventory import StatusSection
-from spampot.central.status import CHECKS, SshResult, State, evaluate, worst
+from spampot.central.status import CHECKS, SshResult, State, check_clock, evaluate, worst
 
 NOW = 1_800_000_000.0
 TH = StatusSection()
@@ -74,6 +74,13 @@ def test_thresholds():
     assert judge(report(clock__offset_s=None))["clock"] == State.UNKNOWN
     lost = report(clock__offset_s=None, clock__synchronised=False, clock__sync_source="chronyc")
     assert judge(lost)["clock"] == State.WARN
+
+
+def test_an_unknown_clock_says_why():
+    why = "no [health] ntp_servers, and the local daemon gave no offset: chronyc: no answer\x1b"
+    result = check_clock(report(clock__offset_s=None, clock__error=why), StatusSection())
+    assert result.state == State.UNKNOWN
+    assert "chronyc: no answer\\x1b" in result.summary  # shown, escaped
     assert judge(report(collection__age_s=None))["sync"] == State.WARN
     assert judge(report(collection__age_s=90000.0))["sync"] == State.CRIT
     assert judge(report(traffic__last_message=None))["capture"] == State.WARN  # since Jan 1
@@ -166,3 +173,19 @@ def test_every_status_key_is_in_the_readme():
     section = readme[readme.index("`[status]` in the inventory:") :]
     for key in dataclasses.fields(StatusSection):
         assert f"| `{key.name}` |" in section, f"[status] {key.name} not in the README"
+
+
+def test_every_field_of_the_status_schema_is_in_the_readme():
+    """Finding 9 of issue 14: `status --json` was not documented."""
+    root = Path(__file__).parent.parent
+    schema = json.loads((root / "src/spampot/central/status.schema.json").read_text())
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("`--json` prints one JSON object per round") :]
+    section = section[: section.index("The exit status is")]
+    sensor = schema["properties"]["sensors"]["items"]["properties"]
+    for name in schema["properties"]:
+        assert f"| `{name}` |" in section, name
+    for name in sensor:
+        assert f"| `sensors[].{name}` |" in section, name
+    for name in (*sensor["checks"]["properties"], *sensor["figures"]["properties"]):
+        assert f"`{name}`" in section, name
