@@ -12,6 +12,7 @@ A sensor's data dir (``[sensor] data_dir``, one filesystem: renames are atomic):
     events/last-rotated[-w<k>]                      the last rotated name (never reused)
     tmp/                                            files being written (never read by others)
     state/sensor.pid                                the daemon's pid and start time
+    state/sensor.lock                               held while a sensor runs on this data dir
     state/worker-<k>.json                           worker k's counters (spampot health)
     state/previous-runs.json                        carried across restarts (silence check)
     state/last-collection.json                      written by the gate's ``collected``
@@ -98,6 +99,11 @@ class SensorLayout:
     def last_rotated(self, worker: int) -> Path:
         """The last rotated file's hour and count: rotated names are never reused."""
         return self.events / f"last-rotated{worker_suffix(worker)}"
+
+    @property
+    def lock_file(self) -> Path:
+        """Held by every process of a running sensor: one sensor per data dir."""
+        return self.state / "sensor.lock"
 
     @property
     def pid_file(self) -> Path:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TextIO
 
 from spampot.config import Config
+from spampot.layout import SensorLayout
 from spampot.sensor import metrics as state
 from spampot.sensor.events import RotationPolicy, recover_event_files
 from spampot.sensor.paths import name_component
@@ -33,7 +34,6 @@ from spampot.sensor.spool import Spool
 from spampot.sensor.tls import ensure_certificate, server_context
 from spampot.sensor.worker import CONTROL_SIGNALS, Listener, Worker, WorkerSpec
 
-LOCK_FILE = "sensor.lock"
 LOCK_WAIT_SECONDS = 60.0  # a start waits this long for the previous run's last process
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -87,7 +87,7 @@ def lock_data_dir(data_dir: Path, wait: float = LOCK_WAIT_SECONDS) -> int:
     start waits while a writer of the previous run still closes its files (its event loop was
     killed alone), and a second sensor on the same data dir is refused.
     """
-    path = state.state_dir(data_dir) / LOCK_FILE
+    path = SensorLayout(data_dir).lock_file
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
     deadline = time.monotonic() + wait

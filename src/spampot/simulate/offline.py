@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from spampot import __version__
+from spampot.layout import SensorLayout
 from spampot.protocols.detect import ProxyServer
 from spampot.protocols.proxy import ProxyPolicy, ProxyRequest
 from spampot.sensor.events import EventBuffer
@@ -450,7 +451,7 @@ class _SensorOut:
 def sensor_base(opts: OfflineOptions, sensor: str) -> Path:
     if opts.layout == "raw":
         return opts.out / "raw" / sensor
-    return opts.out / sensor / "spool"
+    return SensorLayout(opts.out / sensor).spool
 
 
 def simulate_offline(profile: Profile, opts: OfflineOptions) -> dict[str, Any]:
@@ -468,8 +469,9 @@ def simulate_offline(profile: Profile, opts: OfflineOptions) -> dict[str, Any]:
             counts.merge(part)
     if opts.layout == "spool":
         for s in profile.sensors:
-            for d in ("tmp", "events"):
-                (opts.out / s.name / d).mkdir(parents=True, exist_ok=True)
+            layout = SensorLayout(opts.out / s.name)
+            for d in (layout.tmp, layout.events):
+                d.mkdir(parents=True, exist_ok=True)
     else:
         write_inventory(profile, opts.out / "inventory.toml")
     return counts.as_dict(profile, plan.ips)
