@@ -5,9 +5,15 @@ real sshd on 127.0.0.1. Each run puts the same tree back in the spool (hard link
 and times, in turn:
 
 - `rsync -a` over ssh with the same options and key type, without the forced command (baseline);
-- `spampot collect --once` through the gate: copy, syncfs, removal pass, prune and marker
-  (the default, durable = true);
+- `spampot collect --once` through the gate: copy, syncfs, then one request that removes what
+  the centre holds, prunes and writes the marker (the default, durable = true);
 - the same with durable = false (one rsync pass with --remove-source-files).
+
+Every transfer writes into a destination of its own, and nothing is deleted until the end:
+ext4 allocates inodes slowly right after tens of thousands were freed (it reads every recently
+freed inode; `recently_deleted` in perf), so deleting the previous run's copy just before the
+next transfer made whichever ran into those inode groups pay for it, unevenly. A central
+server does not delete under raw/ while it collects.
 
 It also runs a real sensor, sends it --sizes messages over SMTP, and reports what a message
 costs the sensor's disk (file size, blocks, events), for the README's retention figures.
@@ -208,13 +214,14 @@ def run(args: argparse.Namespace, work: Path, server: SshServer) -> dict:
         flush=True,
     )
 
-    central = {}
-    for variant, durable in (("collect", "true"), ("collect-1pass", "false")):
-        inv = work / f"{variant}.toml"
-        inv.write_text(
+    def inventory_for(variant: str, run_no: int) -> Path:
+        """A central data dir of its own for every transfer (see the module docstring)."""
+        durable = "false" if variant == "collect-1pass" else "true"
+        path = work / f"{variant}-{run_no}.toml"
+        path.write_text(
             f"""
 [central]
-data_dir = "{work / variant}"
+data_dir = "{work / f"{variant}-{run_no}"}"
 [collect]
 durable = {durable}
 [[sensor]]
@@ -227,14 +234,14 @@ host_key = "{server.host_key}"
 data_dir = "{sensor_dir}"
 """
         )
-        central[variant] = inv
+        return path
+
     # The baseline uses the collector's own ssh command line with the bare key.
-    inventory = load_inventory(central["collect"])
+    inventory = load_inventory(inventory_for("collect", 0))
     collector = Collector(inventory, LogReporter())
     collector.prepare()
     ssh_argv = collector.ssh_command(inventory.sensors[0])
     ssh_argv[ssh_argv.index("-i") + 1] = str(bare_key.path)
-    bare_dest = work / "bare"
 
     names = ["rsync -a", "collect"] + (["collect-1pass"] if args.one_pass else [])
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -243,7 +250,7 @@ data_dir = "{sensor_dir}"
         for name in times:
             refill(template, spool)
             if name == "rsync -a":
-                shutil.rmtree(bare_dest, ignore_errors=True)
+                bare_dest = work / f"bare-{run_no}"
                 argv = [
                     "rsync",
                     "-a",
@@ -254,7 +261,7 @@ data_dir = "{sensor_dir}"
                 elapsed = timed(argv)
                 got = count_files(bare_dest)
             else:
-                shutil.rmtree(work / name, ignore_errors=True)
+                central = work / f"{name}-{run_no}"
                 argv = [
                     sys.executable,
                     "-m",
@@ -263,11 +270,11 @@ data_dir = "{sensor_dir}"
                     "--once",
                     "--no-progress",
                     "--inventory",
-                    str(central[name]),
+                    str(inventory_for(name, run_no)),
                 ]
                 elapsed = timed(argv)
-                got = count_files(work / name / "raw" / "bench")
-                state = json.loads((work / name / "state" / "collect" / "bench.json").read_text())
+                got = count_files(central / "raw" / "bench")
+                state = json.loads((central / "state" / "collect" / "bench.json").read_text())
                 steps[name].append(state["steps_s"])
                 left = count_files(spool)
                 if left:

@@ -82,7 +82,7 @@ def cut(how: str, collector: subprocess.Popen, sshd) -> None:
 )
 def test_cut_collections_then_rerun_deliver_each_message_once(sshd, tmp_path, how, durable):
     sensor = add_sensor(sshd, "br-01")
-    fill_spool(sensor, 250, big=3, big_size=250_000)  # about 0.75 MB + 0.75 MB of random data
+    fill_spool(sensor, 250, big=8, big_size=250_000)  # about 0.75 MB + 2 MB of random data
     central = tmp_path / "central"
     inventory = write_inventory(
         tmp_path / "inventory.toml",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 import subprocess
@@ -18,10 +19,13 @@ from spampot.central.gate import (
     Health,
     Refused,
     RsyncSender,
+    parse_held,
     parse_request,
     prune_spool,
+    remove_held,
     write_last_collection,
 )
+from spampot.layout import spool_file
 
 DATA = "/var/lib/spampot"
 EXAMPLES = int(os.environ.get("SPAMPOT_FUZZ_EXAMPLES", "300"))
@@ -264,3 +268,98 @@ def test_gate_passes_the_configuration_and_data_dir_to_health(tmp_path):
     bad.write_text("[sensor]\nnmae = 1\n")
     refused = _gate("spampot health --json", "--config", str(bad))
     assert refused.returncode == 1 and "refused" in refused.stderr and refused.stdout == ""
+
+
+# -- the removal list of `spampot collected --remove` -------------------------------------------
+
+
+def test_collected_with_removal():
+    assert parse_request("spampot collected --files 3 --bytes 9 --remove", DATA) == Collected(
+        3, 9, remove=True
+    )
+    for bad in ("--removes", "--remove x", "--remove --remove"):
+        with pytest.raises(Refused):
+            parse_request(f"spampot collected --files 3 --bytes 9 {bad}", DATA)
+
+
+def _message(spool, relpath: str, data: bytes = b"x" * 10, mtime: int = 1_790_000_000):
+    path = spool / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_removal_deletes_only_what_the_centre_holds(tmp_path):
+    spool = tmp_path / "spool"
+    a = "2026-11-26/25/198.51.100.7/120000-ABCDEF01.eml.gz"
+    b = "2026-11-26/25/198.51.100.7/120001-ABCDEF02.eml.gz"
+    c = "2026-11-26/25/198.51.100.8/120002-ABCDEF03.eml.gz"
+    e = "events/br-01-20261126T12.jsonl.gz"
+    for rel in (a, b, c, e):
+        _message(spool, rel)
+    listing = io.BytesIO(
+        f"10 1790000000 {a}\n"  # held: removed
+        f"11 1790000000 {b}\n"  # another size at the centre: kept
+        f"10 1790000001 {c}\n"  # another mtime: kept
+        f"10 1790000000 {e}\n"  # a rotated event file: removed
+        f"10 1790000000 2026-11-26/25/198.51.100.9/120003-ABCDEF04.eml.gz\n".encode()  # gone
+    )
+    held = parse_held(listing)
+    assert remove_held(spool, held) == (2, 3)
+    assert not (spool / a).exists() and not (spool / e).exists()
+    assert (spool / b).exists() and (spool / c).exists()
+
+
+def test_removal_never_follows_a_symbolic_link(tmp_path):
+    spool = tmp_path / "spool"
+    outside = tmp_path / "outside"
+    victim = _message(outside, "25/198.51.100.7/120000-ABCDEF01.eml.gz")
+    spool.mkdir()
+    (spool / "2026-11-26").symlink_to(outside)
+    held = parse_held(
+        io.BytesIO(b"10 1790000000 2026-11-26/25/198.51.100.7/120000-ABCDEF01.eml.gz\n")
+    )
+    assert remove_held(spool, held) == (0, 1)
+    assert victim.exists()
+    link = spool / "events"
+    link.mkdir()
+    (link / "x.jsonl.gz").symlink_to(victim)  # a symlink as the file: not a regular file
+    assert remove_held(spool, parse_held(io.BytesIO(b"10 1790000000 events/x.jsonl.gz\n"))) == (
+        0,
+        1,
+    )
+    assert victim.exists()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"10 1 ../state/last-collection.json",
+        b"10 1 /etc/passwd",
+        b"10 1 2026-11-26/25/198.51.100.7/../../../../etc/x.eml.gz",
+        b"10 1 events/../../x.jsonl.gz",
+        b"10 1 events/.hidden.jsonl.gz",
+        b"-1 1 events/a.jsonl.gz",
+        b"10 events/a.jsonl.gz",
+        b"10 1 events/a.jsonl.gz extra",
+        b"10 1 " + b"events/" + b"a" * 600 + b".jsonl.gz",
+    ],
+)
+def test_a_bad_removal_list_is_refused_whole(tmp_path, line):
+    spool = tmp_path / "spool"
+    keep = _message(spool, "events/a.jsonl.gz")
+    with pytest.raises(Refused):
+        parse_held(io.BytesIO(b"10 1790000000 events/a.jsonl.gz\n" + line + b"\n"))
+    assert keep.exists()
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.binary(max_size=2000))
+def test_removal_list_from_arbitrary_bytes(data):
+    try:
+        held = parse_held(io.BytesIO(data))
+    except Refused:
+        return
+    for item in held:
+        assert spool_file(item.relpath) and ".." not in item.relpath.split("/")

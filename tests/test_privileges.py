@@ -74,10 +74,17 @@ def _refused(config: Path) -> bytes:
 
 
 def test_root_drops_to_the_configured_user(open_dir, tmp_path):
+    """And hands that user only what the sensor owns (finding 2 of issue 14: it handed every
+    directory of the data dir over, the collector's ``.ssh/`` included, and sshd's StrictModes
+    then refused the key)."""
     need_root()
     nobody = pwd.getpwnam("nobody")
     port = free_port()
     data_dir = open_dir / "data"
+    ssh = data_dir / ".ssh"
+    ssh.mkdir(parents=True, mode=0o700)
+    (ssh / "authorized_keys").write_text("ssh-ed25519 AAAA test\n")
+    (data_dir / "notes.txt").write_text("a person's file\n")
     config = tmp_path / "priv.toml"
     _config(config, data_dir, port, 'user = "nobody"')
     proc = subprocess.Popen(
@@ -93,6 +100,10 @@ def test_root_drops_to_the_configured_user(open_dir, tmp_path):
         stored = list((data_dir / "spool").rglob("*.eml.gz"))
         assert len(stored) == 1
         assert stored[0].stat().st_uid == nobody.pw_uid
+        for owned in ("spool", "events", "state", "tmp", "spool/events"):
+            assert (data_dir / owned).stat().st_uid == nobody.pw_uid, owned
+        for foreign in (data_dir, ssh, ssh / "authorized_keys", data_dir / "notes.txt"):
+            assert foreign.stat().st_uid == 0, foreign
         assert (data_dir / "events").stat().st_uid == nobody.pw_uid
     finally:
         proc.terminate()
@@ -116,35 +127,3 @@ def test_unreachable_data_dir_is_refused_before_serving(tmp_path):
     config = tmp_path / "unreachable.toml"
     _config(config, tmp_path / "data", port, 'user = "nobody"')
     assert b"not searchable" in _refused(config)
-
-
-def test_hand_over_touches_only_what_the_sensor_owns(open_dir, tmp_path):
-    """Finding 2 of issue 14: the sensor handed every directory of the data dir to its user,
-    the collector's ``.ssh/`` included, and sshd's StrictModes then refused the key."""
-    need_root()
-    nobody = pwd.getpwnam("nobody")
-    port = free_port()
-    data_dir = open_dir / "data"
-    ssh = data_dir / ".ssh"
-    ssh.mkdir(parents=True, mode=0o700)
-    (ssh / "authorized_keys").write_text("ssh-ed25519 AAAA test\n")
-    (data_dir / "notes.txt").write_text("a person's file\n")
-    config = tmp_path / "priv.toml"
-    _config(config, data_dir, port, 'user = "nobody"')
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spampot", "sensor", "--config", str(config)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        wait_banner(port, timeout=30)
-        for owned in ("spool", "events", "state", "tmp", "spool/events"):
-            assert (data_dir / owned).stat().st_uid == nobody.pw_uid, owned
-        for foreign in (data_dir, ssh, ssh / "authorized_keys", data_dir / "notes.txt"):
-            assert foreign.stat().st_uid == 0, foreign
-        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-            client.sendmail("a@spam.example", ["v@example.org"], b"Subject: x\r\n\r\nhi\r\n")
-        assert (ssh / "authorized_keys").stat().st_uid == 0
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=20)

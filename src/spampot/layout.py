@@ -33,6 +33,7 @@ The central server's data dir (``[central] data_dir`` of the inventory)::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -135,6 +136,21 @@ class SensorLayout:
     @property
     def tls_key(self) -> Path:
         return self.tls_dir / "key.pem"
+
+
+# What may be a file under spool/ (relative to it): a message, or a rotated event file. The
+# client address component is ip_component()'s output; the sensor name name_component()'s.
+MESSAGE_RELPATH = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}/[0-9]{1,5}/[0-9A-Za-z._-]{1,80}/[0-9]{6}-[0-9A-F]{6,20}\.eml\.gz"
+)
+EVENTS_RELPATH = re.compile(EVENTS + r"/[0-9A-Za-z_-][0-9A-Za-z._-]{0,99}\.jsonl\.gz")
+
+
+def spool_file(relpath: str) -> bool:
+    """Whether ``relpath`` (relative to ``spool/``) has the form of a file the sensor writes."""
+    if any(part in (".", "..") for part in relpath.split("/")):
+        return False  # the address component's characters would allow them
+    return bool(MESSAGE_RELPATH.fullmatch(relpath) or EVENTS_RELPATH.fullmatch(relpath))
 
 
 def worker_suffix(worker: int) -> str:

@@ -9,17 +9,21 @@ One collection of one sensor:
    ``tmp/<sensor>/``, cleared at the next start.
 2. **sync**: one ``syncfs`` of the filesystem holding ``raw/``: the copies are on disk before the
    sensor is told to delete anything (a power cut at the centre loses nothing).
-3. **remove**: ``rsync --existing --remove-source-files``: the sensor deletes exactly the files
-   that exist at the centre with the same size and time (rsync's "up to date" answer); files
-   that arrived on the sensor since step 1 are neither copied nor deleted.
-4. **finish**: ``spampot collected`` on the sensor prunes the emptied directories and records
-   the collection in its ``state/last-collection.json`` (read by ``spampot health``).
+3. **finish**: one request to the sensor's gate, ``spampot collected --remove``, with the list
+   of files raw/ now holds (rsync itemised every file of the spool it found here, received or
+   already up to date) and each one's size and mtime: the gate deletes each that is still that
+   file (rsync's own "up to date" test), prunes the emptied directories and records the
+   collection in ``state/last-collection.json`` (read by ``spampot health``). Files that
+   arrived on the sensor since step 1 are in no list, so neither copied nor deleted.
+
+This used to be a second rsync pass (``--existing --remove-source-files``): a second walk and
+file list of the whole spool on both ends and another SSH connection, for the same answer.
 
 Whatever is interrupted, the next run finishes it: a file is deleted on the sensor only once it
 is whole and durable at the centre, and a file copied but not yet deleted is "up to date" the
-next time, so it is deleted without being copied twice. ``[collect] durable = false`` merges
-steps 1–3 into one rsync with ``--remove-source-files`` (faster; a power cut at the centre in
-the seconds after a collection can then lose what the page cache held).
+next time, so it is listed for removal without being copied twice. ``[collect] durable =
+false`` copies with ``--remove-source-files`` instead, in one pass (a power cut at the centre
+in the seconds after a collection can then lose what the page cache held).
 
 Per sensor the outcome (last attempt, last success, files, bytes, duration, error) is kept in
 ``state/collect/<sensor>.json``. A sensor that fails does not stop the others; each is
@@ -98,7 +102,7 @@ class Outcome:
     files: int  # files copied to the centre
     bytes: int  # their size
     error: str | None = None
-    steps: tuple[tuple[str, float], ...] = ()  # seconds per step: copy, sync, remove, finish
+    steps: tuple[tuple[str, float], ...] = ()  # seconds per step: copy, sync, finish
 
 
 @dataclass
@@ -230,16 +234,25 @@ class Collector:
             f"--temp-dir={tmp}",
             "--out-format=%i %l %n",
         ]
-        if not self.cfg.durable:
+        if self.cfg.durable:
+            # Itemise unchanged files too (".f"): a file copied by an interrupted run is here
+            # already and must still be removed from the sensor.
+            copy.append("-ii")  # twice: unchanged files too
+        else:
             copy.append("--remove-source-files")
+        held: list[str] = []  # files under raw/ now, as the sensor names them
 
         def on_line(line: bytes) -> None:
-            # "%i %l %n": itemised changes, length, name; ">f" = a file received.
-            if line.startswith(b">f"):
-                parts = line.split(b" ", 2)
-                tally.files += 1
-                with contextlib.suppress(IndexError, ValueError):
-                    tally.bytes += int(parts[1])
+            # "%i %l %n": the itemised changes (always 11 characters: ">f" = a file received,
+            # ".f" = a file already here and up to date), its length, its name.
+            if line.startswith((b">f", b".f")):
+                length, _, name = line[12:].rstrip(b"\n").partition(b" ")
+                if name:
+                    held.append(name.decode("utf-8", "surrogateescape"))
+                if line.startswith(b">f"):
+                    tally.files += 1
+                    with contextlib.suppress(ValueError):
+                        tally.bytes += int(length)
 
         def tick() -> None:
             self.reporter.progress(entry.name, tally.files, tally.bytes)
@@ -253,12 +266,21 @@ class Collector:
                     syncfs(fd)
                 finally:
                     os.close(fd)
-            remove = [*base, "--existing", "--remove-source-files"]
-            with _timed(tally, "remove"):
-                self._run("remove", [*remove, source, f"{raw}/"], deadline, RSYNC_EXIT)
         finish = ["spampot", "collected", "--files", str(tally.files), "--bytes", str(tally.bytes)]
+        removal = None
+        if self.cfg.durable:
+            # What raw/ holds, durably now, with the size and mtime the sensor must still see
+            # for the file to be deleted there (rsync's "up to date").
+            finish.append("--remove")
+            removal = held_list(raw, held)
         with _timed(tally, "finish"):
-            self._run("finish", [*ssh, _ssh_host(entry), shlex.join(finish)], deadline, FINISH_EXIT)
+            self._run(
+                "finish",
+                [*ssh, _ssh_host(entry), shlex.join(finish)],
+                deadline,
+                FINISH_EXIT,
+                stdin_data=removal,
+            )
 
     def ssh_command(self, entry: SensorEntry) -> list[str]:
         return ssh_command(entry, self.cfg, self.layout)
@@ -271,6 +293,7 @@ class Collector:
         meanings: dict[int, str],
         on_line: Callable[[bytes], None] | None = None,
         tick: Callable[[], None] | None = None,
+        stdin_data: bytes | None = None,
     ) -> None:
         """Run one command to its end or the deadline; raises CollectError when it failed
         (``meanings``: what the command's exit statuses say, for the message)."""
@@ -281,7 +304,7 @@ class Collector:
             raise CollectError(f"{step}: interrupted")
         proc = subprocess.Popen(
             deathsig.wrap(argv),  # ends with this process, even when it is killed alone
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # a terminal's Ctrl-C reaches us, not rsync half-way
@@ -293,6 +316,8 @@ class Collector:
         stderr: collections.deque[bytes] = collections.deque(maxlen=_STDERR_LINES)
         reader = threading.Thread(target=_drain, args=(proc.stderr, stderr), daemon=True)
         reader.start()
+        if stdin_data is not None:
+            threading.Thread(target=_feed, args=(proc.stdin, stdin_data), daemon=True).start()
         try:
             assert proc.stdout is not None
             last = time.monotonic()
@@ -444,6 +469,27 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     """Signal rsync and the ssh it started (one process group: start_new_session)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
+
+
+def held_list(raw: Path, held: list[str]) -> bytes:
+    """``<size> <mtime> <path>`` lines for the files under ``raw`` that rsync listed."""
+    lines = []
+    for relpath in held:
+        try:
+            st = os.stat(raw / relpath, follow_symlinks=False)
+        except OSError:
+            continue  # not here after all: the sensor keeps it
+        lines.append(f"{st.st_size} {int(st.st_mtime)} {relpath}\n")
+    return "".join(lines).encode("utf-8", "surrogateescape")
+
+
+def _feed(stream: IO[bytes] | None, data: bytes) -> None:
+    if stream is None:
+        return
+    with contextlib.suppress(OSError):  # the other end may refuse and close early
+        stream.write(data)
+    with contextlib.suppress(OSError):
+        stream.close()
 
 
 def _drain(stream: IO[bytes] | None, into: collections.deque[bytes]) -> None:

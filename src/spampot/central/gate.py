@@ -8,8 +8,10 @@ everything else:
 - ``rsync --server --sender <flags> [--timeout=N] [--bwlimit=N] [--remove-source-files]
   . <data_dir>/spool/``: rsync sending the spool (never receiving: nothing can be written on the
   sensor through it), with removal of the files the centre confirmed;
-- ``spampot collected --files N --bytes N``: prune the directories the collection emptied, then
-  record the collection in ``<data_dir>/state/last-collection.json`` for ``spampot health``;
+- ``spampot collected --files N --bytes N [--remove]``: with ``--remove``, first delete the
+  files listed on stdin (``<size> <mtime> <path under spool/>`` per line: what the centre holds
+  durably), each only if it is still that file; then prune the directories the collection
+  emptied, and record the collection in ``state/last-collection.json`` for ``spampot health``;
 - ``spampot health --json``: the sensor's health report.
 
 Why not Debian's ``rrsync``: it restricts rsync to a directory but runs nothing else, and its
@@ -27,11 +29,13 @@ import json
 import os
 import re
 import shlex
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
-from spampot.layout import EVENTS, SensorLayout, remote_spool
+from spampot.layout import EVENTS, SensorLayout, remote_spool, spool_file
 
 MAX_COMMAND = 4096  # longer requests are refused unread
 
@@ -59,6 +63,7 @@ class RsyncSender:
 class Collected:
     files: int
     bytes: int
+    remove: bool = False  # stdin lists the files the centre holds: delete those first
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +92,15 @@ def parse_request(command: str | None, data_dir: str) -> Request:
     if words == ["spampot", "health", "--json"]:
         return Health()
     if (
-        len(words) == 6
+        len(words) in (6, 7)
         and words[:2] == ["spampot", "collected"]
         and words[2] == "--files"
         and words[4] == "--bytes"
         and _COUNT.fullmatch(words[3])
         and _COUNT.fullmatch(words[5])
+        and words[6:] in ([], ["--remove"])
     ):
-        return Collected(files=int(words[3]), bytes=int(words[5]))
+        return Collected(files=int(words[3]), bytes=int(words[5]), remove=len(words) == 7)
     raise Refused("not an allowed command")
 
 
@@ -113,6 +119,91 @@ def _rsync(words: list[str], data_dir: str) -> RsyncSender:
 
 
 # -- what the allowed commands do on the sensor -------------------------------------------------
+
+MAX_REMOVE_LINES = 5_000_000  # files in one removal list (a month of a busy sensor)
+MAX_REMOVE_LINE = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A file the centre holds, durably: its path under ``spool/``, size and mtime."""
+
+    relpath: str
+    size: int
+    mtime: int  # whole seconds
+
+
+def parse_held(stream: IO[bytes]) -> list[Held]:
+    """The removal list: lines ``<size> <mtime> <relpath>``; raises :class:`Refused` on any
+    line that is not one, or past the limits, before anything is deleted."""
+    held = []
+    for number, line in enumerate(stream, 1):
+        if number > MAX_REMOVE_LINES or len(line) > MAX_REMOVE_LINE:
+            raise Refused(f"removal list: line {number} past the limits")
+        fields = line.rstrip(b"\n").split(b" ", 2)
+        size, mtime, relpath = (fields + [b""] * 3)[:3] if len(fields) < 3 else fields
+        text = relpath.decode("ascii", "replace")
+        numbers = (size.decode("ascii", "replace"), mtime.decode("ascii", "replace"))
+        if not (all(_COUNT.fullmatch(n) for n in numbers) and spool_file(text)):
+            raise Refused(f"removal list: line {number} is not <size> <mtime> <spool file>")
+        held.append(Held(text, int(size), int(mtime)))
+    return held
+
+
+def remove_held(spool: Path, held: list[Held]) -> tuple[int, int]:
+    """Delete each listed file that is still the one the centre holds (a regular file of that
+    size and mtime, as rsync's "up to date"); returns (removed, kept).
+
+    Paths are walked one directory at a time from ``spool/`` without following symbolic links
+    (O_NOFOLLOW), so no listed name can reach outside the spool, whatever is on the disk.
+    """
+    removed = kept = 0
+    root = os.open(spool, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    current: tuple[str, int] | None = None  # the directory of the last file, kept open
+    try:
+        for item in held:
+            directory, _, name = item.relpath.rpartition("/")
+            if current is None or current[0] != directory:
+                if current is not None:
+                    os.close(current[1])
+                    current = None
+                fd = _open_under(root, directory)
+                if fd is None:
+                    kept += 1
+                    continue
+                current = (directory, fd)
+            try:
+                st = os.stat(name, dir_fd=current[1], follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and (st.st_size, int(st.st_mtime)) == (
+                    item.size,
+                    item.mtime,
+                ):
+                    os.unlink(name, dir_fd=current[1])
+                    removed += 1
+                    continue
+            except FileNotFoundError:
+                pass
+            kept += 1
+    finally:
+        if current is not None:
+            os.close(current[1])
+        os.close(root)
+    return removed, kept
+
+
+def _open_under(root: int, directory: str) -> int | None:
+    """A descriptor of ``directory`` (relative, ``/``-separated) under ``root``, reached
+    without following a symbolic link; None if it is not there or not a plain directory."""
+    fd = os.dup(root)
+    try:
+        for part in directory.split("/"):
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def prune_spool(spool: Path) -> int:
@@ -196,11 +287,20 @@ def run_gate(command: str | None, setup: GateSetup) -> int:
     if isinstance(request, Health):
         os.execv(sys.executable, health_argv(setup))
     assert isinstance(request, Collected)
-    pruned = prune_spool(SensorLayout(data_dir).spool)
+    layout = SensorLayout(data_dir)
+    result: dict[str, int] = {}
+    if request.remove:
+        try:
+            held = parse_held(sys.stdin.buffer)
+        except Refused as exc:
+            print(f"spampot gate: refused: {exc}", file=sys.stderr)
+            return 1
+        result["removed"], result["kept"] = remove_held(layout.spool, held)
+    result["pruned"] = prune_spool(layout.spool)
     try:
         write_last_collection(data_dir, request.files, request.bytes, dt.datetime.now(dt.UTC))
     except OSError as exc:
         print(f"spampot gate: cannot record the collection: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"pruned": pruned}))
+    print(json.dumps(result))
     return 0

@@ -9,12 +9,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from spampot.layout import SensorLayout
+from spampot.layout import MESSAGE_RELPATH, SensorLayout
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
@@ -45,9 +44,6 @@ class SpoolItem:
 
 # What the writer names a message: <date>/<port>/<ip>/<HHMMSS>-<queue id>.eml.gz. Staged files
 # carry the same path with "+" for "/", so that a start after a crash can finish their rename.
-_RELPATH = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}/[0-9]{1,5}/[0-9A-Za-z._-]{1,80}/[0-9]{6}-[0-9A-F]{6,20}\.eml\.gz"
-)
 
 
 def staged_name(relpath: str) -> str:
@@ -95,7 +91,7 @@ class Spool:
             if (
                 leftover.is_file()
                 and not leftover.is_symlink()
-                and _RELPATH.fullmatch(relpath)
+                and MESSAGE_RELPATH.fullmatch(relpath)
                 and is_complete_gzip(leftover)
             ):
                 self.publish(str(leftover), relpath)
