@@ -16,11 +16,13 @@ A sensor's data dir (``[sensor] data_dir``, one filesystem: renames are atomic):
     state/worker-<k>.json                           worker k's counters (spampot health)
     state/previous-runs.json                        carried across restarts (silence check)
     state/last-collection.json                      written by the gate's ``collected``
-    state/tls/                                      the sensor's TLS certificate and key
+    tls/snakeoil.pem, tls/snakeoil.key              STARTTLS certificate and key, made at first
+                                                    start (as root when started as root: the
+                                                    key then stays unreadable to the run user)
 
-The sensor owns exactly :attr:`SensorLayout.owned` (the four directories above) and nothing
-else in the data dir: it hands those to its run user at start and leaves alone what a person
-put beside them, such as the collector's ``.ssh/`` (sshd's StrictModes refuses a key whose
+The sensor hands exactly :attr:`SensorLayout.owned` (spool/, events/, state/, tmp/) to its run
+user at start, and nothing else in the data dir: not ``tls/`` (its key, made by root when the
+sensor starts as root, stays root's), and never what a person put beside them, such as the collector's ``.ssh/`` (sshd's StrictModes refuses a key whose
 directory belongs to another user).
 
 The central server's data dir (``[central] data_dir`` of the inventory)::
@@ -127,15 +129,15 @@ class SensorLayout:
 
     @property
     def tls_dir(self) -> Path:
-        return self.state / "tls"
+        return self.root / "tls"
 
     @property
     def tls_certificate(self) -> Path:
-        return self.tls_dir / "cert.pem"
+        return self.tls_dir / "snakeoil.pem"
 
     @property
     def tls_key(self) -> Path:
-        return self.tls_dir / "key.pem"
+        return self.tls_dir / "snakeoil.key"
 
 
 # What may be a file under spool/ (relative to it): a message, or a rotated event file. The

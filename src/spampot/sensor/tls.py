@@ -16,11 +16,9 @@ import os
 import ssl
 from pathlib import Path
 
+from spampot.layout import SensorLayout
 from spampot.protocols.smtp import TlsInfo
 
-#: Where the certificate and key live, relative to the data dir.
-CERT_FILE = Path("tls") / "snakeoil.pem"
-KEY_FILE = Path("tls") / "snakeoil.key"
 #: Handshake bytes a client may send before it is cut off (a ClientHello with every
 #: extension is a few KiB; OpenSSL's own limit on a handshake message is far above any real one).
 MAX_HANDSHAKE_BYTES = 64 * 1024
@@ -28,7 +26,8 @@ MAX_HANDSHAKE_BYTES = 64 * 1024
 
 def ensure_certificate(data_dir: Path, hostname: str) -> tuple[Path, Path]:
     """The certificate and key files, made now if absent. Returns (cert, key) paths."""
-    cert_path, key_path = data_dir / CERT_FILE, data_dir / KEY_FILE
+    layout = SensorLayout(data_dir)
+    cert_path, key_path = layout.tls_certificate, layout.tls_key
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path
     from cryptography import x509
