@@ -22,8 +22,9 @@ A sensor's data dir (``[sensor] data_dir``, one filesystem: renames are atomic):
 
 The sensor hands exactly :attr:`SensorLayout.owned` (spool/, events/, state/, tmp/) to its run
 user at start, and nothing else in the data dir: not ``tls/`` (its key, made by root when the
-sensor starts as root, stays root's), and never what a person put beside them, such as the collector's ``.ssh/`` (sshd's StrictModes refuses a key whose
-directory belongs to another user).
+sensor starts as root, stays root's), and never what a person put beside them, such as the
+collector's ``.ssh/`` (sshd's StrictModes refuses a key whose directory belongs to another
+user).
 
 The central server's data dir (``[central] data_dir`` of the inventory)::
 
