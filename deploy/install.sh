@@ -15,7 +15,8 @@
 # - Readable and runnable by every user (umask 022): the sensor's account and the collector's
 #   login run it, not only root.
 # - What a fresh system lacks is installed with apt-get: Debian ships python3 without `venv`
-#   and `ensurepip` (package python3-venv); a minimal image may lack python3 itself.
+#   and `ensurepip` (package python3-venv); a minimal image may lack python3 itself; and one
+#   dependency has to be compiled (python3-dev, g++).
 #   Nothing else on the system is changed.
 set -eu
 umask 022
@@ -36,15 +37,19 @@ if [ ! -f "$SOURCE/pyproject.toml" ]; then
     exit 1
 fi
 
-if ! { [ -x "$PYTHON" ] && "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; }; then
+# One dependency, py-tlsh (TLSH fingerprints of message contents), is published as source only:
+# pip compiles it, which needs a C++ compiler and the Python headers.
+headers=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null || true)
+if ! { [ -x "$PYTHON" ] && "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null \
+       && [ -f "$headers/Python.h" ] && command -v g++ >/dev/null 2>&1; }; then
     if ! command -v apt-get >/dev/null 2>&1; then
-        say "$PYTHON with the venv module is needed (python3 and python3-venv); install it first"
+        say "needed: $PYTHON with the venv module, its headers and g++ (python3-venv, python3-dev, g++)"
         exit 1
     fi
-    say "installing python3-venv with apt-get"
+    say "installing python3-venv, python3-dev and g++ with apt-get"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+    apt-get install -y -qq --no-install-recommends python3 python3-venv python3-dev g++ >/dev/null
 fi
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     say "$PYTHON is $("$PYTHON" -V 2>&1); spampot needs Python 3.11 or later"

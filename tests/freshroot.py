@@ -157,7 +157,7 @@ class Root:
         self, command: str, netns: str | None = None, cwd: str = "/", timeout: float = 600
     ) -> str:
         done = self.run(command, netns, cwd, timeout)
-        assert done.returncode == 0, (command, done.stdout[-3000:], done.stderr[-3000:])
+        assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-6000:])
         return done.stdout
 
     def close(self) -> None:
