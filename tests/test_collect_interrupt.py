@@ -41,6 +41,8 @@ class RawReader(threading.Thread):
         while not self.stop.is_set() and time.monotonic() < deadline:
             for root, _dirs, files in os.walk(self.raw):
                 for name in files:
+                    if name.startswith("."):
+                        continue  # rsync's file in transfer, a name no reader takes
                     path = os.path.join(root, name)
                     if not name.endswith(".gz") or not is_complete_gzip(path):
                         # A rename may replace nothing here: files under raw/ never change.

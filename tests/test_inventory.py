@@ -53,7 +53,6 @@ def test_full_inventory(tmp_path):
     assert inv.central.data_dir == tmp_path / "central"
     assert inv.central.raw_dir == tmp_path / "central" / "raw"
     assert inv.central.state_dir == tmp_path / "central" / "state"
-    assert inv.central.tmp_dir == tmp_path / "central" / "tmp"
     assert inv.collect.parallel == 2 and inv.collect.io_timeout == 30
     assert inv.collect.bwlimit == 1000 and inv.collect.compress is False
     assert inv.names == ("br-01", "br-02")

@@ -29,8 +29,7 @@ user).
 The central server's data dir (``[central] data_dir`` of the inventory)::
 
     raw/<sensor>/...                                each sensor's spool, as collected
-    tmp/<sensor>/                                   rsync's files in transfer (--temp-dir)
-    state/collect/<sensor>.json, .lock, .known_hosts
+    state/collect/<sensor>.json, .lock, .known_hosts, .copying (a copy that did not end)
     state/status/<sensor>.jsonl                     spampot status history
 """
 
@@ -182,16 +181,8 @@ class CentralLayout:
     def state(self) -> Path:
         return self.root / STATE
 
-    @property
-    def tmp(self) -> Path:
-        """rsync's files in transfer; on raw/'s filesystem, so the final move is a rename."""
-        return self.root / TMP
-
     def raw_for(self, sensor: str) -> Path:
         return self.raw / sensor
-
-    def tmp_for(self, sensor: str) -> Path:
-        return self.tmp / sensor
 
     @property
     def collect_state(self) -> Path:
@@ -202,6 +193,10 @@ class CentralLayout:
 
     def collect_lock(self, sensor: str) -> Path:
         return self.collect_state / f"{sensor}.lock"
+
+    def copy_marker(self, sensor: str) -> Path:
+        """Present while a copy runs and after one that was killed: sweep raw/ first."""
+        return self.collect_state / f"{sensor}.copying"
 
     def known_hosts(self, sensor: str) -> Path:
         return self.collect_state / f"{sensor}.known_hosts"

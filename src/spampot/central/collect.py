@@ -3,10 +3,19 @@
 One collection of one sensor:
 
 1. **copy**: ``rsync -rt`` from ``<data_dir>/spool/`` into ``raw/<sensor>/``. rsync writes each
-   file in ``tmp/<sensor>/`` (``--temp-dir``, same filesystem) and renames it into ``raw/``
-   when it is whole and its checksum matched, so whatever is visible under ``raw/`` is complete
-   and the ingest may read it at any time. A killed rsync leaves at most a temporary file in
-   ``tmp/<sensor>/``, cleared at the next start.
+   file as ``.<name>.XXXXXX`` in its final directory and renames it to its name when it is
+   whole and its checksum matched, so every file under ``raw/`` whose name does not start with
+   a dot is complete, and the ingest may read at any time (it reads ``*.jsonl.gz`` and the
+   files the events name, never a dot-file). An rsync interrupted by a signal it can handle
+   removes its temporary file; one killed outright (SIGKILL, a crash) leaves it, and the next
+   collection of that sensor sweeps such files first (a marker beside the sensor's state says
+   the last copy did not end cleanly).
+
+   Why not ``--temp-dir``: rsync (3.2.8 on) opens every component of the temporary
+   directory's path for every file it writes, to refuse symbolic links; with the central
+   data dir's depth that tripled the copy's system time (measured: 8 s against 2.7 s of sys
+   time for 20,000 files), which on a busy server made the copy two to three times slower
+   than a bare ``rsync -a``.
 2. **sync**: one ``syncfs`` of the filesystem holding ``raw/``: the copies are on disk before the
    sensor is told to delete anything (a power cut at the centre loses nothing).
 3. **finish**: one request to the sensor's gate, ``spampot collected --remove``, with the list
@@ -38,8 +47,8 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
 import shlex
-import shutil
 import signal
 import subprocess
 import threading
@@ -157,17 +166,9 @@ class Collector:
     # -- the whole fleet -----------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Create raw/, tmp/ and state/; refuse when tmp/ and raw/ are on different filesystems.
-
-        rsync moves a finished file from ``--temp-dir`` into place with rename(2); across
-        filesystems it would copy instead, and a reader could see the file half written.
-        """
-        for d in (self.central.raw_dir, self.central.tmp_dir, self.state_dir):
+        """Create raw/ and state/."""
+        for d in (self.layout.raw, self.state_dir):
             d.mkdir(parents=True, exist_ok=True)
-        if os.stat(self.central.raw_dir).st_dev != os.stat(self.central.tmp_dir).st_dev:
-            raise CollectError(
-                f"{self.central.tmp_dir} and {self.central.raw_dir} must be on one filesystem"
-            )
 
     def collect(self, sensors: Sequence[SensorEntry]) -> list[Outcome]:
         """Collect ``sensors`` with at most ``collect.parallel`` at once; one outcome each."""
@@ -214,9 +215,11 @@ class Collector:
 
     def _collect(self, entry: SensorEntry, deadline: float, tally: _Tally) -> None:
         raw = self.layout.raw_for(entry.name)
-        tmp = self.layout.tmp_for(entry.name)
         raw.mkdir(parents=True, exist_ok=True)
-        _clear(tmp)  # what a killed rsync left: never whole, never visible under raw/
+        unclean = self.layout.copy_marker(entry.name)
+        if unclean.exists():  # the last copy was killed: its rsync may have left files in transfer
+            sweep_transfers(raw)
+        unclean.touch()
         ssh = self.ssh_command(entry)
         source = f"{_rsync_host(entry)}:{entry.remote_spool}"
         base = [
@@ -231,7 +234,6 @@ class Collector:
             base.append(f"--bwlimit={self.cfg.bwlimit}")
         copy = [
             *base,
-            f"--temp-dir={tmp}",
             "--out-format=%i %l %n",
         ]
         if self.cfg.durable:
@@ -259,6 +261,7 @@ class Collector:
 
         with _timed(tally, "copy"):
             self._run("copy", [*copy, source, f"{raw}/"], deadline, RSYNC_EXIT, on_line, tick)
+        unclean.unlink()  # rsync ended by itself: it left no file in transfer
         if self.cfg.durable:
             with _timed(tally, "sync"):
                 fd = os.open(raw, os.O_RDONLY | os.O_DIRECTORY)
@@ -499,10 +502,21 @@ def _drain(stream: IO[bytes] | None, into: collections.deque[bytes]) -> None:
         into.append(line[:500])
 
 
-def _clear(directory: Path) -> None:
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+# rsync's name for a file in transfer: "." + the name + "." + six random characters (receiver.c,
+# get_tmpname()). No file the sensor writes starts with a dot (layout.spool_file).
+_IN_TRANSFER = re.compile(r"\..+\.[A-Za-z0-9]{6}")
+
+
+def sweep_transfers(raw: Path) -> int:
+    """Remove the files in transfer a killed rsync left under ``raw``; returns how many."""
+    removed = 0
+    for root, _dirs, files in os.walk(raw):
+        for name in files:
+            if _IN_TRANSFER.fullmatch(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(root, name))
+                    removed += 1
+    return removed
 
 
 def _write_atomic(path: Path, text: str) -> None:

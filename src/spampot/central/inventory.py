@@ -2,7 +2,7 @@
 
 ```toml
 [central]
-data_dir = "/var/lib/spampot-central"     # raw/, state/, tmp/ live here
+data_dir = "/var/lib/spampot-central"     # raw/ and state/ live here
 
 [collect]
 parallel = 4
@@ -78,10 +78,6 @@ class CentralSection:
     @property
     def state_dir(self) -> Path:
         return self.layout.state
-
-    @property
-    def tmp_dir(self) -> Path:
-        return self.layout.tmp
 
 
 @dataclass(frozen=True, slots=True)
