@@ -40,6 +40,7 @@ PROPERTIES: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
     "socks": [(*EACH, {"parser": "socks"})],
     "http_proxy": [(*EACH, {"parser": "http_proxy"})],
     "web": [(*EACH, {"parser": "web"})],
+    "roles": [(*EACH, {"parser": "roles"})],
     "proxy_header": [
         ("test_proxy_protocol", "test_arbitrary_bytes_only_raise_the_protocol_error", {}),
         (

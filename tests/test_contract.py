@@ -65,7 +65,9 @@ def test_a_real_sensor_writes_every_declared_event_and_each_matches_the_contract
         client.docmd("MAIL FROM:<b@spam.example> SIZE=999999999999")
     # proxy.request (http, socks5, unknown first byte) and web.request in a tunnel
     with socket.create_connection(("127.0.0.1", http), timeout=10) as s:
-        s.sendall(b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        s.sendall(
+            b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
+        )
         assert _recv_all(s).startswith(b"HTTP/1.")
     with socket.create_connection(("127.0.0.1", socks), timeout=10) as s:
         s.sendall(b"\x05\x01\x00")

@@ -253,10 +253,14 @@ socks = [10559, 1080]
 import smtplib, socket
 with smtplib.SMTP("{SENSOR_ADDR}", 25, local_hostname="client.example", timeout=5) as s:
     s.sendmail("a@b.example", ["v@example.org"], b"Subject: redirected\\r\\n\\r\\nhi\\r\\n")
-for port in (80, 559, 8080, 1080):  # a SOCKS5 greeting on every proxy port, low and high
+for port in (559, 1080):  # a SOCKS5 greeting on the SOCKS ports, low and high
     with socket.create_connection(("{SENSOR_ADDR}", port), timeout=5) as c:
         c.sendall(b"\\x05\\x01\\x00")
         assert c.recv(2) == b"\\x05\\x00", port
+for port in (80, 8080):  # Squid's answer to a request for itself on the HTTP ports
+    with socket.create_connection(("{SENSOR_ADDR}", port), timeout=5) as c:
+        c.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        assert c.recv(64).startswith(b"HTTP/1.1 400 Bad Request"), port
 for port in (22, 10025, 3306):  # filtered: no answer at all, not even a reset
     try:
         socket.create_connection(("{SENSOR_ADDR}", port), timeout=1)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from spampot.protocols.detect import ProxyServer, detect
+from spampot.protocols.detect import ROLE_BOTH, ROLE_HTTP, ROLE_SOCKS, ProxyServer
 from spampot.protocols.http_proxy import ESTABLISHED, HttpProxyServer
-from spampot.protocols.proxy import ProxyPolicy
+from spampot.protocols.proxy import detect
 from spampot.protocols.socks import SocksServer
+from spampot.protocols.squid import SquidPersona
+from spampot.protocols.squid import load_dialect as load_squid
 
 
 @pytest.mark.parametrize(
@@ -45,15 +47,15 @@ def test_waits_for_the_first_byte():
 
 
 def test_socks4_delegation_and_socks4a_protocol():
-    m = ProxyServer()
+    m = ProxyServer(local_address="203.0.113.7")
     assert m.receive_data(b"\x04") == []
     assert isinstance(m.machine, SocksServer) and m.protocol == "socks4"
     assert m.receive_data(b"\x01\x00\x19\x00\x00\x00\x01\x00mx.example.com") == []
     assert m.buffered == 23
     [ev] = m.receive_data(b"\x00EHLO")
     assert m.protocol == "socks4a" and ev.protocol == "socks4a"
-    assert m.data_to_send() == b"\x00\x5a\x00\x19\x00\x00\x00\x01"
-    assert (ev.outcome, ev.tunnel, ev.leftover) == ("smtp", "smtp", b"EHLO")
+    assert m.data_to_send()[:2] == b"\x00\x5a"
+    assert (ev.outcome, ev.tunnel, ev.module, ev.leftover) == ("smtp", "smtp", "socks", b"EHLO")
     assert m.done and not m.closing
 
 
@@ -66,16 +68,56 @@ def test_socks5_delegation():
 
 
 def test_http_delegation_with_settings():
-    m = ProxyServer(ProxyPolicy(server_software="squid/5.7"), http_date="D", max_header_bytes=64)
-    [ev] = m.receive_data(b"CONNECT a:25 HTTP/1.1\r\n\r\nHELO x\r\n")
+    persona = SquidPersona(load_squid(version="6.13"), "proxy7", 8080)
+    m = ProxyServer(squid=persona, http_date="D", max_header_bytes=64)
+    [ev] = m.receive_data(b"CONNECT mx.example.org:25 HTTP/1.1\r\n\r\nHELO x\r\n")
     assert isinstance(m.machine, HttpProxyServer) and m.protocol == "http"
     assert m.data_to_send() == ESTABLISHED
     assert ev.leftover == b"HELO x\r\n"
-    m = ProxyServer(ProxyPolicy(server_software="squid/5.7"), http_date="D", max_header_bytes=64)
-    [ev] = m.receive_data(b"CONNECT a:80 HTTP/1.1\r\nX: " + b"y" * 64 + b"\r\n\r\n")
+    m = ProxyServer(squid=persona, http_date="D", max_header_bytes=64)
+    [ev] = m.receive_data(b"GET http://a/ HTTP/1.1\r\nX: " + b"y" * 64 + b"\r\n\r\n")
     out = m.data_to_send()
-    assert b"Server: squid/5.7\r\n" in out and b"Date: D\r\n" in out
+    assert b"Server: squid/6.13\r\n" in out and b"Date: D\r\n" in out
+    assert b"X-Cache-Lookup: NONE from proxy7:8080\r\n" in out
+    assert b"431 Request Header Fields Too Large" in out
     assert ev.outcome == "error" and m.closing
+
+
+# -- port roles ------------------------------------------------------------------------------
+
+
+def test_a_socks_only_port_answers_http_as_dante_does():
+    m = ProxyServer(role=ROLE_SOCKS)
+    [ev] = m.receive_data(b"GET http://www.example.com/ HTTP/1.1\r\n\r\n")
+    assert m.data_to_send() == b"" and m.closing
+    assert (ev.protocol, ev.module, ev.outcome) == ("http", "socks", "error")
+    assert ev.leftover.startswith(b"GET http://")
+
+
+def test_an_http_only_port_answers_socks_as_squid_does():
+    """Squid waits for a line end that a SOCKS greeting never sends, then the client leaves."""
+    m = ProxyServer(role=ROLE_HTTP)
+    assert m.receive_data(b"\x05\x01\x00") == []
+    assert m.data_to_send() == b"" and not m.closing
+    [ev] = m.connection_lost()
+    assert (ev.protocol, ev.module, ev.outcome) == ("socks5", "http", "error")
+    # With a line end in it, Squid calls it another protocol.
+    m = ProxyServer(role=ROLE_HTTP)
+    [ev] = m.receive_data(b"\x04\x01\x00\x19\x7f\x00\x00\x01\x00\n")
+    assert b"X-Squid-Error: ERR_PROTOCOL_UNKNOWN 0" in m.data_to_send()
+    assert (ev.protocol, ev.module, ev.outcome) == ("socks4", "http", "error")
+
+
+def test_a_port_in_both_lists_detects_per_client():
+    for first, module in ((b"\x05\x01\x00", "socks"), (b"GET / HTTP/1.0\r\n\r\n", "http")):
+        m = ProxyServer(role=ROLE_BOTH)
+        [ev] = m.receive_data(first) or m.connection_lost()
+        assert ev.module == module
+
+
+def test_unknown_role_is_refused():
+    with pytest.raises(ValueError, match="role"):
+        ProxyServer(role="ftp")
 
 
 def test_port_seed_is_passed_on():
@@ -105,7 +147,7 @@ def test_unknown_first_byte():
         "error",
         "",
     )
-    assert ev.error == "unknown protocol: first byte 0x16"
+    assert ev.error == "unknown protocol: first byte 0x16" and ev.module == "unknown"
     assert ev.leftover == b"\x16\x03\x01\x02\x00"
     assert m.protocol == "unknown" and m.done and m.closing
     assert m.data_to_send() == b""

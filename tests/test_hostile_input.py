@@ -173,7 +173,8 @@ def http(port: int, hostile: bytes) -> None:
         b"Host: " + token + b"\r\n"
         b"X-" + token.replace(b":", b"") + b": " + token + b"\r\n"
         b"Proxy-Authorization: Basic " + auth + b"\r\n"
-        b"User-Agent: " + token + b"\r\n\r\n"
+        b"User-Agent: " + token + b"\r\n"
+        b"Connection: close\r\n\r\n"  # Squid would keep the connection for another request
     )
     for request in (
         b"CONNECT " + token + b":25 HTTP/1.1\r\n" + headers + b"QUIT\r\n",
@@ -248,7 +249,7 @@ def test_hostile_strings_through_every_protocol(sensor_factory, tmp_path):
         with Conn(sensor.smtp_port) as conn:
             smtp_auth_login(conn, hostile)
         socks4(sensor.ports["socks"], hostile)
-        socks5(sensor.ports["http"], hostile)
+        socks5(sensor.ports["socks"], hostile)
         http(sensor.ports["http"], hostile)
     with Conn(sensor.smtp_port) as conn:  # an over-long line, and 1 MB without a line end
         conn.reply()

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as note_event
 from hypothesis import strategies as st
 
-from spampot.dialects import available, load
+from spampot.dialects import available, load, raw
 from spampot.protocols.common import ClientError
 from spampot.protocols.smtp import (
     MessageReceived,
@@ -30,7 +30,7 @@ from test_smtp_protocol import assert_replies
 HOST = "mx.example.net"
 QID = "QIDQIDQID"  # a queue id no reply holds otherwise: its count is the count of 250s
 TLS = TlsInfo("TLSv1.3", "TLS_AES_128_GCM_SHA256", "mx.example.net")
-DIALECTS = [load(name, SmtpDialect) for name in available()]
+DIALECTS = [load(name, SmtpDialect) for name in available() if raw(name).get("kind") == "smtp"]
 dialects = st.sampled_from(DIALECTS)
 EXAMPLES = int(os.environ.get("SPAMPOT_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(

@@ -1,22 +1,36 @@
-"""SOCKS4/4a/5 machine: exact reply bytes for every path, any split of the stream."""
+"""SOCKS4/4a/5 machine as Dante: exact reply bytes for every path, any split of the stream.
+
+The expected bytes are what danted 1.4.2 (Debian 12) sent for the same requests in a network
+namespace (see tests/differential for the automated comparison).
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
 from conftest import feed
-from spampot.protocols.proxy import ProxyAuth, ProxyPolicy, ProxyRequest, ephemeral_port
-from spampot.protocols.socks import SocksServer
+from spampot.protocols.proxy import (
+    TUNNEL_HOLD,
+    ProxyAuth,
+    ProxyPolicy,
+    ProxyRequest,
+    ephemeral_port,
+)
+from spampot.protocols.socks import MAX_HELD_BYTES, SocksServer, load_dialect
 
 WEB = ProxyPolicy(non_smtp="web")
-# Public address 192.0.2.10 as SOCKS5 BND.ADDR (ATYP 1).
-BOUND4 = b"\x01\xc0\x00\x02\x0a"
-REFUSED_TAIL = b"\x00\x01\x00\x00\x00\x00\x00\x00"
+SENSOR = "203.0.113.7"  # the address clients connect to
+SENSOR4 = bytes([203, 0, 113, 7])
+DANTE = load_dialect()
+NO_4A = dataclasses.replace(DANTE, socks4a=False)  # a server that reads no SOCKS4a name
 
 
 def run(chunks: list[bytes], policy: ProxyPolicy | None = None, **kw) -> tuple:
     """Feed chunks like an adapter would; returns (events, output, machine)."""
-    machine = SocksServer(policy, **kw)
+    kw.setdefault("local_address", SENSOR)
+    machine = SocksServer(policy, kw.pop("dialect", None), **kw)
     events, out = feed(machine, chunks)
     return events, out, machine
 
@@ -36,12 +50,18 @@ def socks5_req(cmd: int, atyp: int, addr: bytes, port: int, rsv: int = 0) -> byt
     return bytes([5, cmd, rsv, atyp]) + addr + port.to_bytes(2, "big")
 
 
+def bound_port(request: bytes, seed: bytes = b"") -> bytes:
+    return ephemeral_port(seed + request).to_bytes(2, "big")
+
+
 # -- SOCKS4 ----------------------------------------------------------------------------------
 
 
-def test_socks4_connect_smtp_granted_and_handed_over():
-    ev, out, m = one(socks4(1, 25, b"\x01\x02\x03\x04") + b"EHLO spammer\r\n")
-    assert out == b"\x00\x5a\x00\x19\x01\x02\x03\x04"
+def test_socks4_connect_smtp_granted_with_the_bound_address_and_handed_over():
+    request = socks4(1, 25, b"\x01\x02\x03\x04")
+    ev, out, m = one(request + b"EHLO spammer\r\n")
+    # Dante answers DSTPORT/DSTIP of its outgoing socket, not the request's.
+    assert out == b"\x00\x5a" + bound_port(request) + SENSOR4
     assert ev == ProxyRequest(
         protocol="socks4",
         version="4",
@@ -53,13 +73,15 @@ def test_socks4_connect_smtp_granted_and_handed_over():
         reply="SOCKS4 0x5A granted",
         tunnel="smtp",
         leftover=b"EHLO spammer\r\n",
+        module="socks",
     )
     assert m.done and not m.closing and m.buffered == 0
 
 
-def test_socks4_other_port_rejected():
-    ev, out, m = one(socks4(1, 80, b"\x0a\x00\x00\x01"))
-    assert out == b"\x00\x5b\x00\x50\x0a\x00\x00\x01"
+def test_socks4_other_port_refused_as_a_failed_connection():
+    request = socks4(1, 80, b"\x0a\x00\x00\x01")
+    ev, out, m = one(request)
+    assert out == b"\x00\x5b" + bound_port(request) + SENSOR4
     assert (ev.outcome, ev.tunnel, ev.reply, ev.target_port) == (
         "other",
         None,
@@ -71,15 +93,9 @@ def test_socks4_other_port_rejected():
 
 def test_socks4_web_port_granted_under_web_policy():
     ev, out, m = one(socks4(1, 8080, b"\x0a\x00\x00\x01"), WEB)
-    assert out == b"\x00\x5a\x1f\x90\x0a\x00\x00\x01"
+    assert out[:2] == b"\x00\x5a"
     assert (ev.outcome, ev.tunnel) == ("other", "web")
     assert not m.closing
-
-
-def test_socks4_non_web_port_still_refused_under_web_policy():
-    ev, out, _ = one(socks4(1, 22, b"\x0a\x00\x00\x01"), WEB)
-    assert out[:2] == b"\x00\x5b"
-    assert (ev.outcome, ev.tunnel) == ("other", None)
 
 
 def test_socks4_extra_smtp_ports():
@@ -88,24 +104,33 @@ def test_socks4_extra_smtp_ports():
     assert ev.outcome == "smtp"
 
 
-def test_socks4_bind_refused_as_other():
-    ev, out, m = one(socks4(2, 25, b"\x01\x02\x03\x04"))
-    assert out == b"\x00\x5b\x00\x19\x01\x02\x03\x04"
-    assert (ev.method, ev.outcome, ev.error) == ("BIND", "other", None)
-    assert m.closing
+def test_socks4_bind_granted_and_held_open():
+    request = socks4(2, 80, b"\x0a\x01\x02\x03")
+    ev, out, m = one(request)
+    assert out == b"\x00\x5a" + bound_port(request) + SENSOR4
+    assert (ev.method, ev.outcome, ev.tunnel, ev.error) == ("BIND", "other", TUNNEL_HOLD, None)
+    assert m.done and not m.closing
 
 
-def test_socks4_unknown_command_is_error():
-    ev, out, _ = one(socks4(3, 25, b"\x01\x02\x03\x04") + b"rest")
+def test_socks4_unknown_command_rejected_with_the_request_echoed():
+    ev, out, m = one(socks4(3, 25, b"\x01\x02\x03\x04") + b"rest")
     assert out == b"\x00\x5b\x00\x19\x01\x02\x03\x04"
     assert (ev.method, ev.outcome) == ("", "error")
     assert "0x03" in ev.error
     assert ev.leftover == b"rest"
+    assert m.closing
 
 
-def test_socks4a_host_name():
-    ev, out, m = one(socks4(1, 25, b"\x00\x00\x00\x07", b"", b"mx.example.com") + b"HELO")
-    assert out == b"\x00\x5a\x00\x19\x00\x00\x00\x07"
+def test_socks4_destination_0_0_0_0_rejected_with_the_request_echoed():
+    ev, out, _ = one(socks4(1, 25, b"\x00\x00\x00\x00", b""))
+    assert out == b"\x00\x5b\x00\x19\x00\x00\x00\x00"
+    assert (ev.protocol, ev.target_host, ev.outcome) == ("socks4", "0.0.0.0", "error")
+
+
+def test_socks4a_name_connected_as_dante_does():
+    request = socks4(1, 25, b"\x00\x00\x00\x07", b"", b"mx.example.com")
+    ev, out, m = one(request + b"HELO")
+    assert out == b"\x00\x5a" + bound_port(request) + SENSOR4
     assert (ev.protocol, ev.version, ev.target_host, ev.leftover) == (
         "socks4a",
         "4",
@@ -113,12 +138,26 @@ def test_socks4a_host_name():
         b"HELO",
     )
     assert ev.auth == ProxyAuth("userid", "", None)
-    assert m.protocol == "socks4a"
+    assert m.protocol == "socks4a" and not m.closing
 
 
-def test_socks4_ip_0_0_0_0_is_plain_socks4():
-    ev, _, _ = one(socks4(1, 25, b"\x00\x00\x00\x00"))
-    assert (ev.protocol, ev.target_host) == ("socks4", "0.0.0.0")
+def test_a_server_without_socks4a_connects_to_0_0_0_x_which_fails():
+    request = socks4(1, 25, b"\x00\x00\x00\x07", b"", b"mx.example.com")
+    ev, out, m = one(request + b"HELO", dialect=NO_4A)
+    assert out == b"\x00\x5b" + bound_port(request) + SENSOR4
+    assert (ev.protocol, ev.target_host, ev.outcome) == ("socks4a", "mx.example.com", "error")
+    assert "SOCKS4a" in ev.error and m.closing
+
+
+@pytest.mark.parametrize("name", [b"mx.nowhere.invalid", b"mail.test", b"intranet.local."])
+def test_names_that_cannot_resolve_fail_even_to_port_25(name):
+    request = socks4(1, 25, b"\x00\x00\x00\x07", b"", name)
+    ev, out, _ = one(request)
+    assert out[:2] == b"\x00\x5b" and (ev.outcome, ev.tunnel) == ("other", None)
+    request = socks5_req(1, 3, bytes([len(name)]) + name, 25)
+    ev, out, _ = one(b"\x05\x01\x00" + request)
+    assert out == b"\x05\x00\x05\x04\x00" + request[3:]
+    assert (ev.outcome, ev.tunnel) == ("other", None)
 
 
 def test_socks4a_empty_host_is_error():
@@ -162,11 +201,11 @@ def test_socks4a_host_over_limit_rejected():
 
 
 def test_socks4a_host_at_limit_accepted():
-    ev, _, _ = one(socks4(1, 25, b"\x00\x00\x00\x01", b"", b"h" * 255))
-    assert ev.outcome == "smtp" and ev.target_host == "h" * 255
+    ev, _, _ = one(socks4(1, 25, b"\x00\x00\x00\x01", b"", b"h" * 251 + b".com"))
+    assert ev.outcome == "smtp" and ev.target_host == "h" * 251 + ".com"
 
 
-# -- SOCKS5 ----------------------------------------------------------------------------------
+# -- SOCKS5: method negotiation ----------------------------------------------------------------
 
 
 def test_socks5_no_auth_connect_ipv4_smtp():
@@ -174,7 +213,7 @@ def test_socks5_no_auth_connect_ipv4_smtp():
     ev, out, m = one(b"\x05\x01\x00" + request + b"EHLO x\r\n")
     port = ephemeral_port(request)
     assert 32768 <= port <= 60999
-    assert out == b"\x05\x00" + b"\x05\x00\x00" + BOUND4 + port.to_bytes(2, "big")
+    assert out == b"\x05\x00" + b"\x05\x00\x00\x01" + SENSOR4 + port.to_bytes(2, "big")
     assert ev == ProxyRequest(
         protocol="socks5",
         version="5",
@@ -186,54 +225,33 @@ def test_socks5_no_auth_connect_ipv4_smtp():
         reply="SOCKS5 0x00 succeeded",
         tunnel="smtp",
         leftover=b"EHLO x\r\n",
+        module="socks",
     )
     assert not m.closing
 
 
-def test_socks5_domain_and_ipv6_targets():
-    ev, _, _ = one(b"\x05\x01\x00" + socks5_req(1, 3, b"\x0bexample.com", 25))
-    assert ev.target_host == "example.com"
-    v6 = bytes.fromhex("20010db8000000000000000000000001")
-    ev, _, _ = one(b"\x05\x01\x00" + socks5_req(1, 4, v6, 25))
-    assert ev.target_host == "2001:db8::1"
-
-
-def test_socks5_domain_decoded_never_dropped():
-    ev, _, _ = one(b"\x05\x01\x00" + socks5_req(1, 3, b"\x03a\xffb", 25))
-    assert ev.target_host == "a\\xffb"
-
-
-def test_socks5_can_prefer_no_auth_when_both_offered():
-    m = SocksServer(ProxyPolicy(socks5_prefer_userpass=False))
-    assert m.receive_data(b"\x05\x02\x02\x00") == []
-    assert m.data_to_send() == b"\x05\x00"
-
-
-def test_socks5_asks_for_credentials_when_both_offered():
+@pytest.mark.parametrize(
+    "greeting", [b"\x05\x02\x00\x02", b"\x05\x02\x02\x00", b"\x05\x03\x01\x02\x00"]
+)
+def test_socks5_no_auth_chosen_whenever_offered(greeting):
     m = SocksServer()
-    assert m.receive_data(b"\x05\x02\x00\x02\x01\x04spam\x05pa:ss") == []
-    assert m.data_to_send() == b"\x05\x02\x01\x00"
-    [ev] = m.receive_data(socks5_req(1, 3, b"\x0emx.example.org", 25))
-    assert ev.auth == ProxyAuth("userpass", "spam", "pa:ss")
-    # ...and still needs nothing from a client that offers nothing else.
-    m = SocksServer(ProxyPolicy(socks5_prefer_userpass=True))
-    m.receive_data(b"\x05\x01\x00")
+    assert m.receive_data(greeting) == []
     assert m.data_to_send() == b"\x05\x00"
 
 
-def test_socks5_username_password_rfc1929():
+def test_socks5_userpass_only_when_it_is_the_only_method_and_any_credentials_pass():
     auth = b"\x01\x05alice\x06s3cr\xffx"
     request = socks5_req(1, 3, b"\x0emx.example.com", 25)
     ev, out, _ = one(b"\x05\x01\x02" + auth + request)
-    port = ephemeral_port(request).to_bytes(2, "big")
-    assert out == b"\x05\x02" + b"\x01\x00" + b"\x05\x00\x00" + BOUND4 + port
+    port = bound_port(request)
+    assert out == b"\x05\x02" + b"\x01\x00" + b"\x05\x00\x00\x01" + SENSOR4 + port
     assert ev.auth == ProxyAuth("userpass", "alice", "s3cr\\xffx")
     assert ev.outcome == "smtp"
 
 
 def test_socks5_empty_credentials_accepted():
-    ev, out, _ = one(b"\x05\x01\x02\x01\x00\x00" + socks5_req(1, 1, b"\x01\x02\x03\x04", 80))
-    assert out.startswith(b"\x05\x02\x01\x00")
+    ev, out, _ = one(b"\x05\x01\x02\x01\x00\x00" + socks5_req(1, 1, b"\x01\x02\x03\x04", 25))
+    assert out.startswith(b"\x05\x02\x01\x00\x05\x00")
     assert ev.auth == ProxyAuth("userpass", "", "")
 
 
@@ -256,75 +274,143 @@ def test_socks5_zero_methods():
     assert ev.outcome == "error" and "NMETHODS=0" in ev.error
 
 
-def test_socks5_rfc1929_bad_version():
+def test_socks5_rfc1929_bad_version_closes_without_a_status():
     ev, out, m = one(b"\x05\x01\x02\x05\x01a\x01b")
-    assert out == b"\x05\x02\x01\x01"
-    assert (ev.outcome, ev.reply) == ("error", "RFC1929 0x01 failure")
+    assert out == b"\x05\x02"
+    assert (ev.outcome, ev.reply) == ("error", "")
+    assert "version 0x05" in ev.error
     assert m.closing
 
 
-def test_socks5_other_port_not_allowed():
-    ev, out, m = one(b"\x05\x01\x00" + socks5_req(1, 1, b"\x01\x02\x03\x04", 80))
-    assert out == b"\x05\x00" + b"\x05\x02" + REFUSED_TAIL
-    assert (ev.outcome, ev.reply, ev.tunnel) == ("other", "SOCKS5 0x02 not allowed", None)
+# -- SOCKS5: requests --------------------------------------------------------------------------
+
+
+def test_socks5_domain_and_ipv6_targets_to_smtp():
+    ev, _, _ = one(b"\x05\x01\x00" + socks5_req(1, 3, b"\x0bexample.com", 25))
+    assert (ev.target_host, ev.outcome) == ("example.com", "smtp")
+    v6 = bytes.fromhex("20010db8000000000000000000000001")
+    ev, _, _ = one(b"\x05\x01\x00" + socks5_req(1, 4, v6, 25))
+    assert (ev.target_host, ev.outcome) == ("2001:db8::1", "smtp")
+
+
+def test_socks5_domain_decoded_never_dropped():
+    ev, _, _ = one(b"\x05\x01\x00" + socks5_req(1, 3, b"\x03a\xffb", 25))
+    assert ev.target_host == "a\\xffb"
+
+
+def test_socks5_other_port_by_address_connection_refused():
+    request = socks5_req(1, 1, b"\x01\x02\x03\x04", 80)
+    ev, out, m = one(b"\x05\x01\x00" + request)
+    assert out == b"\x05\x00" + b"\x05\x05\x00\x01" + SENSOR4 + bound_port(request)
+    assert (ev.outcome, ev.reply, ev.tunnel) == ("other", "SOCKS5 0x05 connection refused", None)
     assert m.closing
+
+
+def test_socks5_other_port_by_name_host_unreachable_with_the_request_echoed():
+    request = socks5_req(1, 3, b"\x0bexample.com", 80)
+    ev, out, m = one(b"\x05\x01\x00" + request)
+    assert out == b"\x05\x00" + b"\x05\x04\x00" + request[3:]
+    assert (ev.outcome, ev.reply) == ("other", "SOCKS5 0x04 host unreachable")
+    assert m.closing
+
+
+def test_socks5_ipv6_destination_unreachable_from_an_ipv4_sensor():
+    request = socks5_req(1, 4, bytes.fromhex("20010db8000000000000000000000001"), 443)
+    ev, out, _ = one(b"\x05\x01\x00" + request)
+    assert out == b"\x05\x00" + b"\x05\x08\x00" + request[3:]
+    assert ev.outcome == "other"
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [socks5_req(1, 1, bytes(4), 25), socks5_req(1, 1, b"\x7f\x00\x00\x01", 0)],
+    ids=["0.0.0.0", "port 0"],
+)
+def test_socks5_unusable_destination(request_):
+    ev, out, _ = one(b"\x05\x01\x00" + request_)
+    assert out == b"\x05\x00" + b"\x05\x08\x00" + request_[3:]
+    assert ev.outcome == "error" and "unspecified" in ev.error
 
 
 def test_socks5_web_port_under_web_policy():
     request = socks5_req(1, 3, b"\x0bexample.com", 80)
     ev, out, m = one(b"\x05\x01\x00" + request + b"GET / HTTP/1.1\r\n", WEB)
-    port = ephemeral_port(request).to_bytes(2, "big")
-    assert out == b"\x05\x00\x05\x00\x00" + BOUND4 + port
+    assert out == b"\x05\x00\x05\x00\x00\x01" + SENSOR4 + bound_port(request)
     assert (ev.outcome, ev.tunnel, ev.leftover) == ("other", "web", b"GET / HTTP/1.1\r\n")
     assert not m.closing
 
 
-def test_socks5_bound_address_ipv6_public():
-    policy = ProxyPolicy(public_address="2001:db8::10")
+def test_socks5_bound_address_ipv6():
     request = socks5_req(1, 1, b"\x01\x02\x03\x04", 25)
-    _, out, _ = one(b"\x05\x01\x00" + request, policy)
+    _, out, _ = one(b"\x05\x01\x00" + request, local_address="2001:db8::10")
     v6 = bytes.fromhex("20010db8000000000000000000000010")
-    assert out == b"\x05\x00\x05\x00\x00\x04" + v6 + ephemeral_port(request).to_bytes(2, "big")
+    assert out == b"\x05\x00\x05\x00\x00\x04" + v6 + bound_port(request)
+
+
+def test_public_address_overrides_the_connected_address():
+    request = socks5_req(1, 1, b"\x01\x02\x03\x04", 25)
+    _, out, _ = one(b"\x05\x01\x00" + request, ProxyPolicy(public_address="198.51.100.1"))
+    assert out[6:10] == bytes([198, 51, 100, 1])
 
 
 @pytest.mark.parametrize(("cmd", "method"), [(2, "BIND"), (3, "UDP_ASSOCIATE")])
-def test_socks5_bind_and_udp_not_supported(cmd, method):
-    ev, out, _ = one(b"\x05\x01\x00" + socks5_req(cmd, 1, b"\x01\x02\x03\x04", 25))
-    assert out == b"\x05\x00\x05\x07" + REFUSED_TAIL
-    assert (ev.method, ev.outcome, ev.reply) == (
+def test_socks5_bind_and_udp_granted_and_held_open(cmd, method):
+    request = socks5_req(cmd, 1, bytes(4), 0)
+    ev, out, m = one(b"\x05\x01\x00" + request)
+    assert out == b"\x05\x00\x05\x00\x00\x01" + SENSOR4 + bound_port(request)
+    assert (ev.method, ev.outcome, ev.reply, ev.tunnel) == (
         method,
         "other",
-        "SOCKS5 0x07 command not supported",
+        "SOCKS5 0x00 succeeded",
+        TUNNEL_HOLD,
     )
+    assert m.done and not m.closing
+    # Whatever follows is swallowed, and a flood is cut.
+    assert m.receive_data(b"x" * 100) == [] and m.data_to_send() == b"" and not m.closing
+    m.receive_data(b"x" * MAX_HELD_BYTES)
+    assert m.closing
+    assert m.connection_lost() == []
 
 
-def test_socks5_unknown_command_is_error():
-    ev, out, _ = one(b"\x05\x01\x00" + socks5_req(9, 1, b"\x01\x02\x03\x04", 25))
-    assert out == b"\x05\x00\x05\x07" + REFUSED_TAIL
-    assert (ev.method, ev.outcome) == ("", "error")
-    assert ev.target_host == "1.2.3.4"
-
-
-def test_socks5_bad_address_type():
-    ev, out, m = one(b"\x05\x01\x00\x05\x01\x00\x02abcdef")
-    assert out == b"\x05\x00\x05\x08" + REFUSED_TAIL
-    assert (ev.outcome, ev.reply, ev.method) == (
-        "error",
-        "SOCKS5 0x08 address type not supported",
-        "CONNECT",
-    )
+def test_socks5_bind_to_a_name_fails_as_the_name_does_not_resolve():
+    request = socks5_req(2, 3, b"\x0bexample.com", 80)
+    ev, out, m = one(b"\x05\x01\x00" + request)
+    assert out == b"\x05\x00\x05\x04\x00" + request[3:]
+    assert (ev.method, ev.outcome, ev.tunnel) == ("BIND", "other", None)
     assert m.closing
 
 
-def test_socks5_bad_request_version():
-    ev, out, _ = one(b"\x05\x01\x00\x04\x01\x00\x01")
-    assert out == b"\x05\x00\x05\x01" + REFUSED_TAIL
-    assert ev.outcome == "error" and "version 0x04" in ev.error
+def test_socks5_unknown_command_closes_without_a_reply():
+    ev, out, m = one(b"\x05\x01\x00" + socks5_req(9, 1, b"\x01\x02\x03\x04", 25))
+    assert out == b"\x05\x00"
+    assert (ev.method, ev.outcome, ev.reply) == ("", "error", "")
+    assert "0x09" in ev.error and m.closing
+
+
+def test_socks5_bad_address_type_closes_without_a_reply():
+    ev, out, m = one(b"\x05\x01\x00\x05\x01\x00\x02abcdef")
+    assert out == b"\x05\x00"
+    assert (ev.outcome, ev.reply, ev.method) == ("error", "", "CONNECT")
+    assert m.closing
+
+
+def test_socks5_negotiation_then_a_socks4_request_is_answered_in_socks4():
+    request = socks4(1, 25, b"\x01\x02\x03\x04", b"")
+    ev, out, _ = one(b"\x05\x01\x00" + request)
+    assert out == b"\x05\x00" + b"\x00\x5a" + bound_port(request) + SENSOR4
+    assert (ev.protocol, ev.outcome) == ("socks4", "smtp")
+
+
+def test_socks5_bad_request_version_closes():
+    ev, out, _ = one(b"\x05\x01\x00\x06\x01\x00\x01")
+    assert out == b"\x05\x00"
+    assert ev.outcome == "error" and "version 0x06" in ev.error
 
 
 def test_socks5_empty_domain_is_error():
-    ev, out, _ = one(b"\x05\x01\x00" + socks5_req(1, 3, b"\x00", 25))
-    assert out == b"\x05\x00\x05\x01" + REFUSED_TAIL
+    request = socks5_req(1, 3, b"\x00", 25)
+    ev, out, _ = one(b"\x05\x01\x00" + request)
+    assert out == b"\x05\x00\x05\x04\x00" + request[3:]
     assert ev.outcome == "error" and "empty domain" in ev.error
 
 
@@ -333,12 +419,16 @@ def test_socks5_nonzero_rsv_tolerated():
     assert ev.outcome == "smtp"
 
 
-def test_not_socks_version_byte():
-    ev, out, m = one(b"\x06hello")
+@pytest.mark.parametrize(
+    ("stream", "protocol"), [(b"GET / HTTP/1.1\r\n\r\n", "http"), (b"\x16\x03\x01", "unknown")]
+)
+def test_not_socks_closes_without_a_word_and_logs_what_was_tried(stream, protocol):
+    ev, out, m = one(stream)
     assert out == b""
-    assert (ev.protocol, ev.version, ev.outcome) == ("unknown", "", "error")
-    assert "0x06" in ev.error
-    assert m.closing and m.protocol == "unknown"
+    assert (ev.protocol, ev.version, ev.outcome, ev.module) == (protocol, "", "error", "socks")
+    assert ev.error == f"not SOCKS: first byte 0x{stream[0]:02x}"
+    assert ev.leftover == stream
+    assert m.closing
 
 
 # -- life cycle ------------------------------------------------------------------------------
@@ -396,7 +486,7 @@ def test_truncated_after_auth_keeps_credentials():
 STREAMS = [
     socks4(1, 25, b"\x01\x02\x03\x04") + b"EHLO a\r\nMAIL FROM:<a@b>\r\n",
     socks4(1, 25, b"\x00\x00\x00\x01", b"user", b"mx.example.org") + b"HELO",
-    socks4(2, 25, b"\x01\x02\x03\x04"),
+    socks4(2, 25, b"\x01\x02\x03\x04") + b"more",
     socks4(1, 25, b"\x01\x02\x03\x04", b"u" * 300),
     b"\x05\x01\x00" + socks5_req(1, 3, b"\x0bexample.com", 25) + b"EHLO a\r\n",
     b"\x05\x02\x00\x02" + socks5_req(1, 4, bytes(16), 8080),
@@ -404,17 +494,19 @@ STREAMS = [
     b"\x05\x01\x00\x05\x09\x00\x01\x01\x02\x03\x04\x00\x19",
     b"\x05\x01\x00\x05\x01\x00\x07xyz",
     b"\x05\x01\x02\x01\x05alice\x00",
+    b"\x05\x01\x00" + socks5_req(3, 1, bytes(4), 0) + b"held",
     b"\x07garbage",
 ]
 
 
 @pytest.mark.parametrize("stream", STREAMS)
 @pytest.mark.parametrize("policy", [None, WEB])
-def test_every_split_gives_the_same_events_and_bytes(stream, policy):
-    whole = run([stream], policy)[:2]
-    assert run([bytes([b]) for b in stream], policy)[:2] == whole
+@pytest.mark.parametrize("dialect", [DANTE, NO_4A], ids=["dante", "no-socks4a"])
+def test_every_split_gives_the_same_events_and_bytes(stream, policy, dialect):
+    whole = run([stream], policy, dialect=dialect)[:2]
+    assert run([bytes([b]) for b in stream], policy, dialect=dialect)[:2] == whole
     for cut in range(len(stream) + 1):
-        assert run([stream[:cut], b"", stream[cut:]], policy)[:2] == whole
+        assert run([stream[:cut], b"", stream[cut:]], policy, dialect=dialect)[:2] == whole
 
 
 def test_port_seed_varies_the_bound_port():

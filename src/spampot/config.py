@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import socket
 import tomllib
 import typing
@@ -20,7 +21,9 @@ from spampot.protocols.http_proxy import MAX_BODY_BYTES, MAX_HEADER_BYTES
 from spampot.protocols.proxy import ProxyPolicy
 from spampot.protocols.smtp import SmtpLimits
 from spampot.protocols.smtp_dialect import smtp_dialect_error
-from spampot.protocols.socks import MAX_USERID
+from spampot.protocols.socks import MAX_USERID, SocksDialect, load_dialect
+from spampot.protocols.squid import SquidPersona
+from spampot.protocols.squid import load_dialect as load_squid
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -148,9 +151,12 @@ class PortsSection:
     smtp: tuple[int, ...] = TABLE1_SMTP
     http: tuple[int, ...] = TABLE1_HTTP
     socks: tuple[int, ...] = TABLE1_SOCKS
-    # Every proxy port detects HTTP, SOCKS4 and SOCKS5 from the first byte, so a port in both
-    # lists (57123) serves all three; set false to run an SMTP-only sensor.
+    # false runs an SMTP-only sensor.
     proxies: bool = True
+    # A port only under ``http`` is answered by the Squid persona whatever the client speaks,
+    # one only under ``socks`` by the Dante persona; a port in both lists (57123) detects
+    # HTTP, SOCKS4 and SOCKS5 from the first byte. true makes every proxy port detect.
+    cross_protocol: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +164,11 @@ class ProxySection:
     non_smtp: str = "refuse"  # "refuse" (the paper) or "web"
     smtp_ports: tuple[int, ...] = (25,)
     web_ports: tuple[int, ...] = (80, 8080, 8000, 3128)
-    socks5_prefer_userpass: bool = True
-    public_address: str = "192.0.2.10"
-    server_software: str = "squid/4.13"
+    # "" = the address each client connected to (see ProxyPolicy.public_address).
+    public_address: str = ""
+    # The Squid persona's version, in its Server header, Via and page footers (the pages are
+    # Squid 5.7's, as Debian 12 ships it).
+    squid_version: str = "5.7"
     web_server_software: str = "Apache"
     page_title: str = "Welcome"
     max_header_bytes: int = MAX_HEADER_BYTES
@@ -173,12 +181,19 @@ class ProxySection:
             smtp_ports=frozenset(self.smtp_ports),
             non_smtp=self.non_smtp,
             web_ports=frozenset(self.web_ports),
-            socks5_prefer_userpass=self.socks5_prefer_userpass,
             public_address=self.public_address,
-            server_software=self.server_software,
             web_server_software=self.web_server_software,
             page_title=self.page_title,
         )
+
+    def squid(self, hostname: str, port: int) -> SquidPersona:
+        """The Squid persona, calling itself ``hostname`` (Squid's visible_hostname default),
+        its first http_port ``port``."""
+        return SquidPersona(load_squid(version=self.squid_version), hostname, port)
+
+    @property
+    def socks_dialect(self) -> SocksDialect:
+        return load_dialect("dante")
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,14 +283,26 @@ class Config:
             return ()
         return tuple(ipaddress.ip_network(n, strict=False) for n in self.sensor.proxy_protocol_from)
 
+    @property
+    def squid_port(self) -> int:
+        """The Squid persona's first http_port, which X-Cache-Lookup names: 3128 (Debian's
+        squid.conf) when it is an HTTP port, else the first one listed."""
+        http = self.ports.http
+        return 3128 if 3128 in http or not http else http[0]
+
     def listeners(self) -> list[tuple[int, str]]:
-        """(port, role) for every port that listens: "smtp", "submission", "smtps" or "proxy"."""
+        """(port, role) for every port that listens. Roles: "smtp", "submission", "smtps";
+        "http" (only in ``ports.http``: the Squid persona), "socks" (only in ``ports.socks``:
+        Dante), "proxy" (in both, or every proxy port under ``ports.cross_protocol``: the
+        protocol is detected per client)."""
         roles = {port: "smtp" for port in self.ports.smtp}
         roles.update({port: "submission" for port in self.smtp.submission_ports})
         roles.update({port: "smtps" for port in self.smtp.smtps_ports})
         if self.ports.proxies:
-            for port in (*self.ports.http, *self.ports.socks):
-                roles.setdefault(port, "proxy")
+            http, socks = set(self.ports.http), set(self.ports.socks)
+            for port in sorted(http | socks):
+                both = self.ports.cross_protocol or (port in http and port in socks)
+                roles.setdefault(port, "proxy" if both else "http" if port in http else "socks")
         return sorted(roles.items())
 
 
@@ -435,4 +462,6 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
         config.proxy.policy  # noqa: B018 - validates non_smtp and public_address
     except ValueError as exc:
         raise ConfigError(f"[proxy] {exc}") from exc
+    if not re.fullmatch(r"[0-9][0-9A-Za-z.\-]{0,31}", config.proxy.squid_version):
+        raise ConfigError("proxy.squid_version must be a version number such as 5.7")
     return config

@@ -82,6 +82,9 @@ Protocol = Literal["http", "socks4", "socks4a", "socks5", "unknown"]
 # Table 6's classes (paper §4.2): a tunnel to 25 handed to the SMTP emulator, a tunnel to any
 # other port, a GET/HEAD/POST answered with a page, anything invalid.
 Outcome = Literal["smtp", "other", "get", "error"]
+# The emulator that answered (Table 6's "module"): the Squid persona, the Dante persona, or
+# none (a port serving both, reached with a first byte that is neither protocol).
+Module = Literal["http", "socks", "unknown"]
 
 
 class SessionOpen(SessionEvent, tag="spampot.session.open", kw_only=True):
@@ -110,6 +113,10 @@ class ProxyRequest(SessionEvent, tag="spampot.proxy.request", kw_only=True):
     reply: Text | None = None
     error: Text | None = None
     headers: list[Header] | None = None
+    # Absent from events written before ports had roles: then the protocol names it.
+    module: Module | None = None
+    # What an invalid request sent (escaped, at most 256 bytes): the log of what was tried.
+    input: Text | None = None
 
 
 class WebRequest(SessionEvent, tag="spampot.web.request", kw_only=True):
@@ -292,6 +299,7 @@ STORED: Final = frozenset(
         "auth",
         "outcome",
         "error",
+        "module",
         # smtp.message
         "via",
         "helo",

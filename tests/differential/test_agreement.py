@@ -25,13 +25,13 @@ THRESHOLDS: dict[tuple[str, str], tuple[int, int]] = {
     ("postfix", "designed"): (68, 67),  # of 70
     ("exim", "designed"): (62, 60),  # of 70
     ("sendmail", "designed"): (62, 50),  # of 70
-    ("squid", "designed"): (7, 0),  # of 39
-    ("dante", "designed"): (16, 8),  # of 31
+    ("squid", "designed"): (21, 17),  # of 39
+    ("dante", "designed"): (26, 19),  # of 31
     ("postfix", "heldout"): (24, 24),  # of 24
     ("exim", "heldout"): (11, 11),  # of 24
     ("sendmail", "heldout"): (9, 4),  # of 24
-    ("squid", "heldout"): (4, 2),  # of 22
-    ("dante", "heldout"): (7, 3),  # of 12
+    ("squid", "heldout"): (21, 20),  # of 22
+    ("dante", "heldout"): (12, 10),  # of 12
 }
 
 

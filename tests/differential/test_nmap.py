@@ -5,9 +5,8 @@ nmap runs in the sensor's namespace against its ports 25, 3128, 8080 (HTTP proxy
 thing, so these checks can fail: the sensor must be named Postfix smtpd on 25, Squid http
 proxy on 3128 and 8080, a SOCKS5 service on 1080, and never Apache.
 
-Today (before the Squid/Dante work lands) nmap says of the sensor: 25 "smtp Postfix smtpd",
-1080, 3128 and 8080 "http Apache httpd". What is not yet true is marked xfail(strict=True):
-it fails the day it becomes true, and whoever makes it true removes the mark.
+Before the Squid and Dante personas nmap said of the sensor "http Apache httpd" on 1080, 3128
+and 8080; it now says what it says of the real servers.
 """
 
 from __future__ import annotations
@@ -62,17 +61,14 @@ def test_nmap_names_the_sensor_postfix_smtpd_on_25(sensor_scan):
     assert sensor_scan[25] == ("smtp", "Postfix smtpd")
 
 
-@pytest.mark.xfail(strict=True, reason="the HTTP proxy is an Apache page until the Squid work")
 @pytest.mark.parametrize("port", [3128, 8080])
 def test_nmap_names_the_sensor_squid_on_http_proxy_ports(sensor_scan, port):
     assert sensor_scan[port] == ("http-proxy", "Squid http proxy")
 
 
-@pytest.mark.xfail(strict=True, reason="SOCKS ports also answer HTTP until the Dante work")
 def test_nmap_names_the_sensor_socks5_on_1080(sensor_scan):
     assert sensor_scan[1080][0] == "socks5"
 
 
-@pytest.mark.xfail(strict=True, reason="every proxy port answers as Apache until the proxy work")
 def test_nmap_never_names_apache(sensor_scan):
     assert not [port for port, (_, product) in sensor_scan.items() if "Apache" in product]

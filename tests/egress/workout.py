@@ -25,7 +25,9 @@ CLIENT = "127.0.0.2"
 MAIL = b"From: a@b.example\r\nTo: v@example.org\r\nSubject: workout\r\n\r\nbody\r\n"
 
 # Names and addresses on and off the Internet, a cloud metadata address, the sensor's own host.
-NAMES = ["gmail-smtp-in.l.google.com", "mx.example.org", "internal.corp.local", "localhost"]
+NAMES = ["gmail-smtp-in.l.google.com", "mx.example.org", "localhost"]
+# A name no resolver answers for: the proxies refuse it as their lookup would fail.
+UNRESOLVABLE = "internal.corp.local"
 ADDRESSES_V4 = ["8.8.8.8", "192.0.2.25", "10.0.0.1", "169.254.169.254", "127.0.0.1"]
 ADDRESSES_V6 = ["2001:4860:4860::8888", "::1"]
 
@@ -92,6 +94,13 @@ def main() -> int:
         steps[f"http {host}:25"] = curl(
             "--proxytunnel", "--proxy", f"http://{proxy}", f"smtp://{host}", *smtp_args
         )
+    for scheme in ("socks4a", "socks5h"):
+        steps[f"{scheme} {UNRESOLVABLE}:25 refused"] = curl(
+            "--proxy", f"{scheme}://{proxy}", f"smtp://{UNRESOLVABLE}", *smtp_args
+        )
+    steps[f"http {UNRESOLVABLE}:25 refused"] = curl(
+        "--proxytunnel", "--proxy", f"http://{proxy}", f"smtp://{UNRESOLVABLE}", *smtp_args
+    )
     for host in ADDRESSES_V4 + ADDRESSES_V6:
         schemes = ("socks5", "http") if ":" in host else ("socks4", "socks5", "http")
         for scheme in schemes:

@@ -343,8 +343,10 @@ def outcomes_table(rows: list[tuple]) -> Table:
         ],
         out,
         [
-            "Each proxy connection makes one request. The module is the protocol the client"
-            " spoke (SOCKS 4, 4a and 5 together); 'unknown' is a first byte that is neither."
+            "One row per request (an HTTP keep-alive connection may make several). The"
+            " module is the emulator that answered: HTTP (the Squid persona) or SOCKS (Dante,"
+            " SOCKS 4, 4a and 5 together); 'unknown' is a first byte that is neither on a port"
+            " serving both."
         ],
     )
 

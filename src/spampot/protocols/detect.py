@@ -1,45 +1,46 @@
-"""Which proxy protocol a client speaks, from its first byte; and the machine for proxy ports.
+"""The machine behind every proxy port: the port's role says which server answers.
 
-Every proxy port serves HTTP, SOCKS4 and SOCKS5 (DESIGN.md, "Default ports"): the client
-speaks first in all three, and the first byte tells them apart. SOCKS4 requests start with
-VN=4, SOCKS5 greetings with VER=5 (RFC 1928 §3), HTTP with a method token (RFC 9112 §3), in
-practice always letters.
+A port listed only under ``ports.http`` is a Squid port: whatever a client sends, the HTTP
+machine answers it as Squid would (a SOCKS greeting included). A port listed only under
+``ports.socks`` is a Dante port: an HTTP request gets what Dante gives it (the connection
+closed without a word). A port in both lists (Table 1's 57123), or every proxy port under
+``ports.cross_protocol``, serves both: the client's first byte picks the machine
+(:func:`~spampot.protocols.proxy.detect`). Whatever happens, the request is logged with the
+protocol the client spoke (``protocol``) and the emulator that answered (``module``).
 """
 
 from __future__ import annotations
 
 from spampot.protocols.http_proxy import MAX_BODY_BYTES, MAX_HEADER_BYTES, HttpProxyServer
-from spampot.protocols.proxy import ProxyPolicy, ProxyRequest
-from spampot.protocols.socks import MAX_HOSTNAME, MAX_USERID, SocksServer
+from spampot.protocols.proxy import ProxyPolicy, ProxyRequest, detect
+from spampot.protocols.socks import MAX_HOSTNAME, MAX_USERID, SocksDialect, SocksServer
 from spampot.protocols.socks import max_buffered as socks_max_buffered
+from spampot.protocols.squid import SquidPersona
 
-
-def detect(first: bytes) -> str | None:
-    """ "socks4", "socks5", "http", "unknown", or None while nothing has arrived."""
-    if not first:
-        return None
-    byte = first[0]
-    if byte == 4:
-        return "socks4"
-    if byte == 5:
-        return "socks5"
-    if 0x41 <= byte <= 0x5A or 0x61 <= byte <= 0x7A:
-        return "http"
-    return "unknown"
+#: Port roles (``Config.listeners``): which machine a proxy port runs.
+ROLE_HTTP = "http"
+ROLE_SOCKS = "socks"
+ROLE_BOTH = "proxy"
+ROLES = (ROLE_HTTP, ROLE_SOCKS, ROLE_BOTH)
 
 
 class ProxyServer:
-    """The machine an adapter runs on every proxy port: detects, then delegates.
+    """The machine an adapter runs on a proxy port; the same interface as those it wraps.
 
-    Same interface as the machines it wraps. For a first byte that is none of the three
-    protocols it answers nothing (no reply format would be understood) and emits a
-    ``ProxyRequest`` with ``protocol="unknown"``, ``outcome="error"``, then wants to close.
+    Under ``role="proxy"``, a first byte that is none of the three protocols gets no answer
+    (no reply format would be understood): a ``ProxyRequest`` with ``protocol="unknown"`` and
+    ``outcome="error"`` is emitted, and the machine wants to close.
     """
 
     def __init__(
         self,
         policy: ProxyPolicy | None = None,
+        role: str = ROLE_BOTH,
         *,
+        socks_dialect: SocksDialect | None = None,
+        squid: SquidPersona | None = None,
+        local_address: str = "",
+        client_address: str = "",
         http_date: str = "",
         max_header_bytes: int = MAX_HEADER_BYTES,
         max_body_bytes: int = MAX_BODY_BYTES,
@@ -47,7 +48,14 @@ class ProxyServer:
         max_hostname: int = MAX_HOSTNAME,
         port_seed: bytes = b"",
     ) -> None:
+        if role not in ROLES:
+            raise ValueError(f"unknown proxy port role {role!r}")
         self.policy = policy if policy is not None else ProxyPolicy()
+        self.role = role
+        self.socks_dialect = socks_dialect
+        self.squid = squid
+        self.local_address = local_address
+        self.client_address = client_address
         self.http_date = http_date
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
@@ -56,6 +64,32 @@ class ProxyServer:
         self.port_seed = port_seed
         self.machine: SocksServer | HttpProxyServer | None = None
         self._unknown = False
+        if role == ROLE_HTTP:
+            self.machine = self._http()
+        elif role == ROLE_SOCKS:
+            self.machine = self._socks()
+
+    def _http(self) -> HttpProxyServer:
+        return HttpProxyServer(
+            self.policy,
+            self.squid,
+            local_address=self.local_address,
+            client_address=self.client_address,
+            max_header_bytes=self.max_header_bytes,
+            max_body_bytes=self.max_body_bytes,
+            http_date=self.http_date,
+            port_seed=self.port_seed,
+        )
+
+    def _socks(self) -> SocksServer:
+        return SocksServer(
+            self.policy,
+            self.socks_dialect,
+            local_address=self.local_address,
+            max_userid=self.max_userid,
+            max_hostname=self.max_hostname,
+            port_seed=self.port_seed,
+        )
 
     @property
     def protocol(self) -> str | None:
@@ -97,24 +131,20 @@ class ProxyServer:
                 error = f"unknown protocol: first byte 0x{data[0]:02x}"
                 return [
                     ProxyRequest(
-                        "unknown", "", "", None, None, None, "error", "", error=error, leftover=data
+                        "unknown",
+                        "",
+                        "",
+                        None,
+                        None,
+                        None,
+                        "error",
+                        "",
+                        error=error,
+                        leftover=data,
+                        module="unknown",
                     )
                 ]
-            if kind == "http":
-                self.machine = HttpProxyServer(
-                    self.policy,
-                    max_header_bytes=self.max_header_bytes,
-                    max_body_bytes=self.max_body_bytes,
-                    http_date=self.http_date,
-                    port_seed=self.port_seed,
-                )
-            else:
-                self.machine = SocksServer(
-                    self.policy,
-                    max_userid=self.max_userid,
-                    max_hostname=self.max_hostname,
-                    port_seed=self.port_seed,
-                )
+            self.machine = self._http() if kind == "http" else self._socks()
         return self.machine.receive_data(data)
 
     def connection_lost(self) -> list[ProxyRequest]:

@@ -1,22 +1,29 @@
 """Events and policy shared by the HTTP proxy and SOCKS machines.
 
-A proxy machine emits exactly one :class:`ProxyRequest` per connection: the paper's Table 6
-counts requests to the proxy modules by outcome, and one request per connection is all the
-spam tools it saw needed (a tunnel to port 25 is then handed to the SMTP emulator).
+A proxy machine emits one :class:`ProxyRequest` per request it answers: the paper's Table 6
+counts requests to the proxy modules by outcome. A SOCKS connection carries one request; an
+HTTP connection may carry several (keep-alive), until a tunnel to port 25 is handed to the
+SMTP emulator or the connection closes.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 #: The paper's Table 6 classes, and nothing else, may appear in ``ProxyRequest.outcome``.
 OUTCOMES = ("smtp", "other", "get", "error")
 
-#: What ``ProxyRequest.tunnel`` asks of the adapter.
+#: What ``ProxyRequest.tunnel`` asks of the adapter: hand the connection to the SMTP machine,
+#: to a WebServer, or keep it open with this machine, which discards what follows (a SOCKS
+#: BIND or UDP ASSOCIATE that was answered as granted, with nothing ever bound).
 TUNNEL_SMTP = "smtp"
 TUNNEL_WEB = "web"
+TUNNEL_HOLD = "hold"
+
+#: Which emulator answered a request (``ProxyRequest.module``): Table 6's rows.
+MODULES = ("http", "socks")
 
 DEFAULT_PAGE_TEMPLATE = (
     '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>$title</title></head>\n'
@@ -51,6 +58,10 @@ class ProxyRequest:
     tunnel: str | None = None  # TUNNEL_SMTP / TUNNEL_WEB: adapter hands the connection over
     leftover: bytes = b""  # bytes the client sent after the request, for the next machine
     headers: tuple[tuple[str, str], ...] = ()  # HTTP request headers as sent; () for SOCKS
+    #: The emulator that answered ("http" = the Squid persona, "socks" = Dante): the port's
+    #: module. It differs from ``protocol`` when a client spoke the other protocol to a port
+    #: that serves only one.
+    module: str = "http"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,22 +88,16 @@ class ProxyPolicy:
     non_smtp: str = "refuse"
     #: No TLS is emulated, so 443 is deliberately absent.
     web_ports: frozenset[int] = frozenset({80, 8080, 8000, 3128})
-    #: The sensor's public IP: REMOTE_ADDR on judge pages, BND.ADDR in SOCKS5 replies.
-    public_address: str = "192.0.2.10"
-    #: SOCKS5 client offering both "no authentication" and username/password: True (default)
-    #: picks RFC 1929 so the credentials are recorded, any being accepted, so no client is
-    #: lost; False picks "no authentication" like a typical open proxy.
-    socks5_prefer_userpass: bool = True
-    #: Proxy persona: Server header and signature of the proxy's own error pages.
-    server_software: str = "squid/4.13"
-    #: Origin persona: Server header of pages "fetched" through the proxy.
+    #: The sensor's public IP, for REMOTE_ADDR on judge pages and BND.ADDR in SOCKS replies;
+    #: "" = the address each client connected to (the adapter gives it to the machine), which
+    #: is the public address unless the sensor sits behind NAT.
+    public_address: str = ""
+    #: Under non_smtp="web", the origin inside a granted web tunnel: its Server header, and
+    #: its page for what is not a proxy judge, a ``string.Template`` with $title, $host,
+    #: $path (HTML-escaped client values).
     web_server_software: str = "Apache"
-    #: Generic page for GET through the proxy: a ``string.Template`` with $title, $host, $path
-    #: (HTML-escaped client values).
     page_title: str = "Welcome"
     page_template: str = DEFAULT_PAGE_TEMPLATE
-    #: Derived from public_address in __post_init__.
-    socks5_bound: bytes = field(default=b"", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.non_smtp not in ("refuse", "web"):
@@ -100,10 +105,8 @@ class ProxyPolicy:
         for port in self.smtp_ports | self.web_ports:
             if not 0 < port < 65536:
                 raise ValueError(f"port out of range: {port}")
-        public = ipaddress.ip_address(self.public_address)  # ValueError for a name or garbage
-        # SOCKS5 BND.ATYP + BND.ADDR (RFC 1928 §6), built once rather than per connection.
-        bound = (b"\x01" if public.version == 4 else b"\x04") + public.packed
-        object.__setattr__(self, "socks5_bound", bound)
+        if self.public_address:
+            ipaddress.ip_address(self.public_address)  # ValueError for a name or garbage
 
     def route(self, port: int) -> tuple[str, str | None]:
         """``(outcome, tunnel)`` for a tunnel request to ``port``; tunnel None means refuse."""
@@ -123,3 +126,34 @@ def ephemeral_port(seed: bytes) -> int:
     ``ip_local_port_range`` (32768-60999).
     """
     return 32768 + zlib.crc32(seed) % (60999 - 32768 + 1)
+
+
+#: Top-level domains no DNS resolver answers for, so a proxy asked for such a name fails at its
+#: lookup (and so does the sensor, even for port 25: no mail server has such a name): RFC 6761
+#: §6.2 "test" and §6.4 "invalid", RFC 6762 "local" (multicast DNS only), RFC 7686 "onion",
+#: RFC 9476 "alt".
+UNRESOLVABLE_TLDS = frozenset({"test", "invalid", "local", "onion", "alt"})
+
+
+def resolvable(host: str) -> bool:
+    """Whether a name could resolve (decided without any lookup): not under those TLDs."""
+    return host.rstrip(".").lower().rpartition(".")[2] not in UNRESOLVABLE_TLDS
+
+
+def detect(first: bytes) -> str | None:
+    """What a client speaks, from its first byte: "socks4", "socks5", "http", "unknown";
+    None while nothing has arrived.
+
+    The client speaks first in all three: SOCKS4 requests start with VN=4, SOCKS5 greetings
+    with VER=5 (RFC 1928 §3), HTTP with a method token (RFC 9112 §3), in practice letters.
+    """
+    if not first:
+        return None
+    byte = first[0]
+    if byte == 4:
+        return "socks4"
+    if byte == 5:
+        return "socks5"
+    if 0x41 <= byte <= 0x5A or 0x61 <= byte <= 0x7A:
+        return "http"
+    return "unknown"

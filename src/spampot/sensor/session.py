@@ -24,8 +24,9 @@ from spampot.dialects import load as load_dialect
 from spampot.personas import tunnel_persona
 from spampot.protocols.common import ClientError, printable
 from spampot.protocols.detect import ProxyServer
-from spampot.protocols.http_proxy import MAX_BODY_BYTES, MAX_HEADER_BYTES, WebServer
+from spampot.protocols.http_proxy import MAX_BODY_BYTES, MAX_HEADER_BYTES
 from spampot.protocols.proxy import (
+    TUNNEL_HOLD,
     TUNNEL_SMTP,
     TUNNEL_WEB,
     ProxyPolicy,
@@ -43,7 +44,10 @@ from spampot.protocols.smtp import (
     StartTls,
 )
 from spampot.protocols.smtp_dialect import SmtpDialect, queue_id, render
-from spampot.protocols.socks import MAX_USERID
+from spampot.protocols.socks import MAX_USERID, SocksDialect
+from spampot.protocols.socks import load_dialect as load_socks_dialect
+from spampot.protocols.squid import SquidPersona
+from spampot.protocols.web import WebServer
 from spampot.sensor.events import EventBuffer
 from spampot.sensor.metrics import SensorMetrics
 from spampot.sensor.original_dst import original_destination
@@ -70,6 +74,8 @@ class SessionSettings:
     tls: ssl.SSLContext | None = None  # STARTTLS and SMTPS; None: not offered
     auth_offer: str = "tls"  # "tls", "always", "never" (smtp.auth)
     proxy: ProxyPolicy = field(default_factory=ProxyPolicy)
+    socks_dialect: SocksDialect = field(default_factory=load_socks_dialect)
+    squid: SquidPersona | None = None  # None: the machine's default (a Squid named localhost)
     trusted_proxies: tuple[IPNetwork, ...] = ()  # PROXY protocol accepted from these
     max_header_bytes: int = MAX_HEADER_BYTES
     max_body_bytes: int = MAX_BODY_BYTES
@@ -152,7 +158,8 @@ class SensorContext:
 
 
 class SensorSession(asyncio.Protocol):
-    """One TCP connection; ``role`` is one of SMTP_ROLES or "proxy" (from the listening port)."""
+    """One TCP connection; ``role`` is the listening port's: one of SMTP_ROLES, or a proxy
+    port's role ("http", "socks" or "proxy", see :mod:`spampot.protocols.detect`)."""
 
     __slots__ = (
         "base",
@@ -257,9 +264,14 @@ class SensorSession(asyncio.Protocol):
             f"New connection: {base['src_ip']}:{base['src_port']} ({base['dst_ip']}:{self.port})",
         )
         s = ctx.settings
-        if self.role == "proxy":
+        if self.role not in SMTP_ROLES:
             self.machine = ProxyServer(
                 s.proxy,
+                self.role,
+                socks_dialect=s.socks_dialect,
+                squid=s.squid,
+                local_address=base["dst_ip"],
+                client_address=base["src_ip"],
                 http_date=ctx.buffer.clock.http_date(),
                 max_header_bytes=s.max_header_bytes,
                 max_body_bytes=s.max_body_bytes,
@@ -555,9 +567,14 @@ class SensorSession(asyncio.Protocol):
             reply=event.reply,
             error=event.error,
             headers=[list(h) for h in event.headers] or None,
+            module=event.module,
+            # What an invalid request sent (escaped, bounded): "log what was tried".
+            input=printable(event.leftover)
+            if event.outcome == "error" and event.leftover
+            else None,
         )
-        if event.tunnel is None:
-            return
+        if event.tunnel is None or event.tunnel == TUNNEL_HOLD:
+            return  # closed, or held open by the proxy machine (SOCKS BIND, UDP ASSOCIATE)
         # The hand-over: the proxy's success reply is flushed first, then the new machine's
         # greeting, then the machine is fed what the client pipelined after its request.
         self._flush()
@@ -573,7 +590,12 @@ class SensorSession(asyncio.Protocol):
             dialect = load_dialect(dialect_name, SmtpDialect)
             self.machine = self._smtp_machine(name, dialect, self.base["dst_ip"] or "")
         elif event.tunnel == TUNNEL_WEB:
-            self.machine = WebServer(settings.proxy, http_date=clock.http_date())
+            self.machine = WebServer(
+                settings.proxy,
+                remote_addr=self.base["dst_ip"],
+                http_date=clock.http_date(),
+                port_seed=self.base["session"].encode(),
+            )
         else:  # pragma: no cover - ProxyRequest.tunnel has only these values
             return
         self._flush()
@@ -645,6 +667,10 @@ class SensorSession(asyncio.Protocol):
 
     def _idle_limit(self, limits: LimitsSection) -> float | None:
         machine = self.machine
+        if isinstance(machine, ProxyServer) and machine.done and not machine.closing:
+            # A held SOCKS BIND or UDP ASSOCIATE: the client waits for a peer that never
+            # comes, silent, as a Dante client does; treated as an idle SMTP client.
+            return limits.command_timeout
         if not isinstance(machine, SmtpServer):
             return limits.handshake_timeout  # PROXY header, proxy request, web, SMTPS hello
         if machine.waiting:

@@ -58,8 +58,10 @@ def socks4_bad_command(ip: str, port: int) -> bytes:
 
 
 def socks5_greeting(userpass: bool = False) -> bytes:
-    """RFC 1928 §3: version, method count, methods (0 none, 2 username/password)."""
-    return b"\x05\x02\x00\x02" if userpass else b"\x05\x01\x00"
+    """RFC 1928 §3: version, method count, methods (0 none, 2 username/password). A client
+    that authenticates offers username/password alone: a server that also sees "none"
+    offered (Dante) picks that, and never asks."""
+    return b"\x05\x01\x02" if userpass else b"\x05\x01\x00"
 
 
 def socks5_userpass(username: str, password: str) -> bytes:

@@ -240,6 +240,17 @@ class _Peer:
                 return int(line[:3]), text.decode("ascii", "replace")
         raise ConnectionError("SMTP reply too long")
 
+    async def response(self) -> bytes:
+        """One HTTP response, read by its Content-Length: the proxy may keep the connection
+        open for the next request (keep-alive), so its end is not the connection's."""
+        head = await self.until(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length" and value.strip().isdigit():
+                length = min(int(value), _MAX_REPLY)
+        return head + (await self.exactly(length) if length else b"")
+
     async def rest(self) -> bytes:
         """What the sensor sends until it closes (an error page, a refusal)."""
         data = b""
@@ -311,8 +322,10 @@ async def _converse(peer: _Peer, writer: asyncio.StreamWriter, spec: SessionSpec
     if p == "smtp":
         return await _smtp(peer, writer, spec)
     if p == "unknown":
+        # No line end: an HTTP proxy port waits for one, a SOCKS port closes. Either way the
+        # tool gives up.
         writer.write(clients.junk())
-        await peer.rest()
+        await writer.drain()
         return []
     if p == "http":
         if spec.outcome == "smtp":
@@ -328,7 +341,7 @@ async def _converse(peer: _Peer, writer: asyncio.StreamWriter, spec: SessionSpec
                 "error": clients.http_malformed,
             }[spec.outcome]()
         )
-        await peer.rest()
+        await (peer.response() if spec.outcome == "get" else peer.rest())
         return []
     if p in ("socks4", "socks4a"):
         if spec.outcome == "error":
@@ -353,8 +366,11 @@ async def _converse(peer: _Peer, writer: asyncio.StreamWriter, spec: SessionSpec
         await peer.exactly(2)
     command = 9 if spec.outcome == "error" else 1
     writer.write(clients.socks5_request(host, port, command))
+    if spec.outcome == "error":
+        await peer.rest()  # an unknown command: closed without a reply
+        return []
     reply = await peer.exactly(4)
-    size = {1: 4, 4: 16}.get(reply[3], 0)
+    size = {1: 4, 4: 16}.get(reply[3]) or (await peer.exactly(1))[0]  # 3: a name, its length
     await peer.exactly(size + 2)
     if spec.outcome == "smtp":
         if reply[1] != 0:

@@ -32,6 +32,7 @@ import numpy as np
 
 from spampot import __version__
 from spampot.layout import SensorLayout
+from spampot.protocols.common import printable
 from spampot.protocols.detect import ProxyServer
 from spampot.protocols.proxy import ProxyPolicy, ProxyRequest
 from spampot.sensor.events import EventBuffer
@@ -335,6 +336,10 @@ def _prototypes() -> dict[tuple[str, int], dict[str, Any]]:
             "reply": event.reply,
             "error": event.error,
             "headers": [list(h) for h in event.headers] or None,
+            "module": event.module,
+            "input": printable(event.leftover)
+            if event.outcome == "error" and event.leftover
+            else None,
         }
     # SOCKS4a errors look like SOCKS4 ones: the bad command comes before any host name.
     out[("socks4a", _ERROR)] = out[("socks4", _ERROR)]

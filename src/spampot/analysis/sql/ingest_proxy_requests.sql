@@ -15,6 +15,7 @@ SELECT
     e.target_host,
     e.target_port,
     e.outcome,
+    e.module,
     e.auth.method AS auth_method,
     e.auth.username AS auth_username,
     e.auth.password AS auth_password,
