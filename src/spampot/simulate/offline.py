@@ -16,6 +16,7 @@ import base64
 import datetime as dt
 import hashlib
 import ipaddress
+import json
 import multiprocessing
 import os
 import random
@@ -136,6 +137,7 @@ class Counts:
     event_files: int = 0
     message_files: int = 0
     requests: Counter[str] = field(default_factory=Counter)  # "<module>/<outcome>"
+    relay_tests: Counter[str] = field(default_factory=Counter)  # per tester mailbox
     protocols: Counter[str] = field(default_factory=Counter)  # proxy.request protocol field
     countries: Counter[str] = field(default_factory=Counter)  # emails
     ases: Counter[str] = field(default_factory=Counter)  # emails, "<asn> <name> (<cc>)"
@@ -155,7 +157,16 @@ class Counts:
             "message_files",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        for name in ("requests", "protocols", "countries", "ases", "ports", "sensors", "days"):
+        for name in (
+            "requests",
+            "protocols",
+            "countries",
+            "ases",
+            "ports",
+            "sensors",
+            "days",
+            "relay_tests",
+        ):
             getattr(self, name).update(getattr(other, name))
         self.ip_ids |= other.ip_ids
         self.all_ip_ids |= other.all_ip_ids
@@ -188,6 +199,8 @@ class Counts:
             "sensors": dict(sorted(self.sensors.items())),
             "sensor_tags": {s.name: list(s.tags) for s in profile.sensors},
             "messages_per_day": dict(sorted(self.days.items())),
+            "relay_tests": sum(self.relay_tests.values()),
+            "relay_mailboxes": dict(self.relay_tests.most_common()),
             "seed": profile.seed,
         }
 
@@ -283,6 +296,15 @@ class _Plan:
             for _ in range(2000)
         ]
         self.campaigns = Campaigns(profile.seed, profile.campaigns or 1)
+        # The spammers' own mailboxes that relay tests go to, at free-mail providers.
+        self.testers = [
+            "".join(prng.choices(_SYLLABLES, k=3))
+            + str(prng.randrange(100))
+            + "@"
+            + prng.choice(("yahoo.com.tw", "hotmail.com", "sina.com", "163.com"))
+            for _ in range(12)
+        ]
+        self.relay_permille = round(profile.relay_tests * 10_000)
         self.prototypes = _prototypes()
 
 
@@ -795,6 +817,8 @@ def _format(
     victims = plan.victims
     victims_js = plan.victims_js
     helos = plan.helos
+    testers = plan.testers
+    relay_permille = plan.relay_permille
     campaigns = plan.campaigns
     protos = plan.prototypes
     port_numbers = plan.port_numbers
@@ -949,11 +973,16 @@ def _format(
             helo_js = _js(f"[{ip}]" if helo == "[{ip}]" else helo)
             ip_dir = ip_component(ip)
             recipients = 0
-            for _ in range(nm):
+            # A session whose first message tests the relay (decided by its random id).
+            tester = testers[sid % len(testers)] if sid % 10_000 < relay_permille else None
+            for nth in range(nm):
                 k = m_rcpts[mi]
                 end = m_end[mi]
                 picked = r_victim[end - k : end]
                 rcpt_js = ",".join(map(victims_js.__getitem__, picked))
+                if tester is not None and nth == 0:
+                    k = 1
+                    rcpt_js = _js(tester)
                 campaign = m_campaign[mi]
                 variant = m_variant[mi]
                 qid = f"{m_qid[mi]:010X}"
@@ -963,14 +992,26 @@ def _format(
                 mail_from = f"{_SYLLABLES[variant % 20]}{variant % 9973}@" + (
                     campaigns.sender_domain(campaign)
                 )
-                data = campaigns.message(
-                    campaign,
-                    variant,
-                    mail_from,
-                    victims[picked[0]],
-                    stamps.mail_date(when, hms),
-                    f"{qid}.{variant:x}",
-                )
+                if tester is not None and nth == 0:
+                    data = campaigns.relay_test(
+                        variant,
+                        mail_from,
+                        tester,
+                        stamps.mail_date(when, hms),
+                        dst_ip,
+                        port,
+                        None if target_js == "null" else json.loads(target_js),
+                    )
+                    counts.relay_tests[tester] += 1
+                else:
+                    data = campaigns.message(
+                        campaign,
+                        variant,
+                        mail_from,
+                        victims[picked[0]],
+                        stamps.mail_date(when, hms),
+                        f"{qid}.{variant:x}",
+                    )
                 relpath = f"{stamp[:10]}/{port}/{ip_dir}/{hms[:2]}{hms[3:5]}{hms[6:8]}-{qid}.eml.gz"
                 add(
                     (

@@ -146,6 +146,9 @@ class Profile:
     target_names: float = 0.3
     #: Share of SOCKS5 sessions that authenticate with username/password.
     socks5_auth: float = 0.1
+    #: Share of sessions carrying mail whose first message is a relay test to one of the
+    #: spammers' own mailboxes (an assumption: the paper does not count them).
+    relay_tests: float = 0.01
     #: Where the sensors say they are (dst_ip in events).
     sensor_address: str = "192.0.2.10"
 
@@ -381,7 +384,7 @@ def _check(p: Profile) -> None:
         raise ProfileError("messages_per_session values must be at least 1")
     if p.recipients_mean < 1 or p.recipients_max < 1 or p.victims < 1:
         raise ProfileError("recipients_mean, recipients_max and victims must be at least 1")
-    for key in ("junk_share", "target_names", "socks5_auth"):
+    for key in ("junk_share", "target_names", "socks5_auth", "relay_tests"):
         if getattr(p, key) > 1:
             raise ProfileError(f"{key} must be within 0..1")
     try:
