@@ -113,6 +113,17 @@ def _bytes_progress(label: str) -> Iterator[object]:
     help="Read again a committed file that was repaired (path under raw/, or a full path):"
     " its batch is replaced, exactly once. Repeatable.",
 )
+@click.option(
+    "--no-content",
+    is_flag=True,
+    help="Do not read the message files into the content tables (events only).",
+)
+@click.option(
+    "--content-jobs",
+    type=click.IntRange(0),
+    default=0,
+    help="Processes reading message files (0: one per core).",
+)
 def ingest(
     inventory: Path | None,
     raw_dir: Path | None,
@@ -127,6 +138,8 @@ def ingest(
     strict: bool,
     no_wait: bool,
     reingest_files: tuple[str, ...],
+    no_content: bool,
+    content_jobs: int,
 ) -> None:
     """Turn collected event files into the Parquet warehouse, enriched (re-runs add new files).
 
@@ -161,6 +174,8 @@ def ingest(
         memory_limit=memory_limit,
         strict=strict,
         wait=not no_wait,
+        content=not no_content,
+        content_jobs=content_jobs,
     )
     again = [_raw_relative(raw_dir, name) for name in reingest_files]
     try:
@@ -179,6 +194,13 @@ def ingest(
         f" {result.rows['proxy_requests']:,} proxy requests, {result.rows['sessions']:,}"
         f" sessions; {result.new_addresses:,} addresses looked up ({enricher.label});"
         f" {result.quarantined:,} set aside"
+        + (
+            f"; {result.rows['message_content']:,} message files read for content"
+            f" ({result.rows.get('message_urls', 0):,} URLs,"
+            f" {result.rows.get('message_attachments', 0):,} attachments)"
+            if "message_content" in result.rows
+            else ""
+        )
     )
     for rel in result.reingested:
         click.echo(f"reingested {rel}", err=True)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -56,6 +57,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from spampot.analysis.content.batch import EVENT as CONTENT_EVENT
+from spampot.analysis.content.batch import ContentExtractor, ContentOptions
 from spampot.analysis.enrich import Enricher
 from spampot.analysis.event_reader import BATCH_SCHEMA, FileEvents, Rejected, read_events, to_table
 from spampot.analysis.sql import load_sql
@@ -93,6 +96,8 @@ class IngestConfig:
     compression: str = "snappy"  # the cheapest to write (ingest speed), and what Spark reads best
     strict: bool = False  # a batch with any line set aside is not committed; the run stops
     wait: bool = True  # wait for another run's lock (False: raise IngestBusy at once)
+    content: bool = True  # read the message files into the content tables (content/batch.py)
+    content_jobs: int = 0  # processes reading them; 0: one per core
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +134,15 @@ def sql_table(name: str) -> BatchTable:
     sql = load_sql(f"ingest_{name}")
     events = frozenset(re.findall(r"'(spampot\.[a-z_.]+)'", sql))
     return BatchTable(name, lambda _con, _batch: sql, events)
+
+
+def content_tables(extractor: ContentExtractor) -> tuple[BatchTable, ...]:
+    """The content tables (``message_content``, ``message_urls``, ``message_attachments``),
+    built by one extraction per batch of the messages its ``smtp.message`` events name."""
+    return tuple(
+        BatchTable(name, functools.partial(extractor.table, name), frozenset({CONTENT_EVENT}))
+        for name in extractor.names
+    )
 
 
 @dataclass(slots=True)
@@ -302,7 +316,13 @@ class Ingester:
     ) -> None:
         self.config = config
         self.enricher = enricher
-        self.tables = tables if tables is not None else tuple(sql_table(t) for t in TABLES)
+        self.content: ContentExtractor | None = None
+        if tables is None:
+            tables = tuple(sql_table(t) for t in TABLES)
+            if config.content:
+                self.content = ContentExtractor(ContentOptions(jobs=config.content_jobs))
+                tables += content_tables(self.content)
+        self.tables = tables
         config.warehouse.mkdir(parents=True, exist_ok=True)
         self.manifest = Manifest(config.warehouse)
         self.con = duckdb.connect()
@@ -318,6 +338,8 @@ class Ingester:
 
     def close(self) -> None:
         self.con.close()
+        if self.content is not None:
+            self.content.close()
 
     def __enter__(self) -> Ingester:
         return self

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from spampot.analysis.content.schema import CONTENT_TABLES, stored_schema
 from spampot.analysis.filters import ReportFilter, SensorInfo
 from spampot.analysis.ingest import TABLES, Manifest, empty_batch_events
 from spampot.analysis.sql import load_sql
@@ -111,7 +112,7 @@ def open_spark_warehouse(
         )
     condition = " AND ".join(where)
     local = Path(root) if "://" not in root else None
-    for table in TABLES:
+    for table in (*TABLES, *CONTENT_TABLES):
         has_files = local is None or any((local / table).glob("day=*/*.parquet"))
         if has_files:
             frame = (
@@ -141,6 +142,8 @@ def _empty_schema(table: str) -> Any:
     """The Arrow schema of ``table`` as the ingest writes it (its SQL over no events)."""
     import duckdb
 
+    if table in CONTENT_TABLES:
+        return stored_schema(table)
     with duckdb.connect() as con:
         con.register("batch_events", empty_batch_events())
         con.execute(

@@ -1,7 +1,8 @@
 """Reading the warehouse: DuckDB views over the Parquet files, with the report's filters.
 
 The report's SQL reads the views ``messages``, ``proxy_requests``, ``sessions``,
-``smtp_events`` and ``recipient_domains``, already restricted to the date range and sensors
+``smtp_events``, ``recipient_domains`` and the content tables (``message_content``,
+``message_urls``, ``message_attachments``), already restricted to the date range and sensors
 asked for, and ``sensor_tags`` (sensor, tag) from the inventory. On Spark the same views are
 ``createOrReplaceTempView`` over the same directories with the same WHERE clause.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from spampot.analysis.content.schema import CONTENT_TABLES, stored_schema
 from spampot.analysis.filters import ReportFilter, SensorInfo
 from spampot.analysis.ingest import TABLES, Manifest, empty_batch_events
 from spampot.analysis.sql import load_sql
@@ -58,13 +60,18 @@ def open_warehouse(
             f"sensor IN ({', '.join(_literal(s) for s in sensors)})" if sensors else "FALSE"
         )
     condition = " AND ".join(where)
-    for table in TABLES:
+    for table in (*TABLES, *CONTENT_TABLES):
         files = sorted((path / table).glob("day=*/*.parquet"))
         if files:
             source = (
                 f"read_parquet({_literal(str(path / table) + '/day=*/*.parquet')},"
                 " hive_partitioning = true, hive_types = {'day': DATE}, union_by_name = true)"
             )
+        elif table in CONTENT_TABLES:
+            con.register("empty_content", stored_schema(table).empty_table())
+            con.execute(f"CREATE TEMP TABLE empty_{table} AS SELECT * FROM empty_content")
+            con.unregister("empty_content")
+            source = f"empty_{table}"
         else:
             source = f"({load_sql('ingest_' + table)}) AS empty"
         con.execute(f"CREATE TEMP VIEW all_{table} AS SELECT * FROM {source}")

@@ -83,6 +83,11 @@ def arrow_schema(table: str) -> pa.Schema:
     return pa.schema(CONTENT_TABLES[table])
 
 
+def stored_schema(table: str) -> pa.Schema:
+    """The columns as the warehouse stores them: the table's, and its ``day`` partition."""
+    return arrow_schema(table).append(pa.field("day", pa.date32()))
+
+
 _SQL_TYPES = {
     pa.string(): "VARCHAR",
     pa.int32(): "INTEGER",

@@ -1,0 +1,226 @@
+"""The content tables of one ingest batch: every message its events name, read and extracted.
+
+For each ``smtp.message`` event of the batch (``sql/ingest_content_source.sql``), the message
+file ``raw/<raw_sensor>/<file>`` is read (gzip, at most ``max_message_bytes`` decompressed)
+and extracted (``extract.py``) in worker processes; the three tables of ``schema.py`` come
+back as Arrow tables with a ``day`` column, for the ingest to write and commit with the
+batch's other tables (so they are incremental and exactly-once like them). Every event gets
+a ``message_content`` row: ``ok``; ``mismatch`` (extracted, but the file's SHA-256 is not
+the event's); ``missing`` (no file: bodies not kept, or not collected); ``error`` (unreadable
+gzip, or a message no parser reads), each with its reason.
+
+The workers come from a ``forkserver`` (a fork of the ingest's process would inherit DuckDB's
+threads mid-lock); they start once per :class:`ContentExtractor` and the batch is handed
+out in chunks, so memory is one chunk of messages per worker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import multiprocessing
+import os
+import zlib
+from collections.abc import Iterable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from spampot.analysis.content.extract import Content, as_row, extract
+from spampot.analysis.content.limits import DEFAULT_LIMITS, ContentLimits
+from spampot.analysis.content.relay import RelayContext
+from spampot.analysis.content.schema import CONTENT_TABLES, arrow_schema
+from spampot.analysis.sql import load_sql
+
+EVENT = "spampot.smtp.message"
+CHUNK = 200  # messages per task: ~1 MB of bodies, and a tenth of a second of work
+
+
+class BatchLike(Protocol):
+    id: str
+    raw_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """What a message's event says, as the extraction needs it."""
+
+    ts: dt.datetime
+    sensor: str | None
+    raw_sensor: str | None
+    file: str | None
+    src_ip: str | None
+    sha256: str | None
+    country: str | None
+    asn: int | None
+    dst_ip: str | None
+    dst_port: int | None
+    target_host: str | None
+    recipients: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContentOptions:
+    jobs: int = 0  # worker processes; 0: one per core; 1: in the ingest's own process
+    limits: ContentLimits = DEFAULT_LIMITS
+
+
+def message_path(raw_dir: Path, raw_sensor: str | None, file: str | None) -> Path | None:
+    """``raw/<raw_sensor>/<file>``, or None when the event's names would leave ``raw/``."""
+    if not raw_sensor or not file:
+        return None
+    rel = Path(file)
+    if rel.is_absolute() or ".." in rel.parts or "/" in raw_sensor or raw_sensor in (".", ".."):
+        return None
+    return raw_dir / raw_sensor / rel
+
+
+def read_message(path: Path, limit: int) -> bytes:
+    """The stored message, decompressed, at most ``limit + 1`` bytes (so that more shows)."""
+    with gzip.open(path, "rb") as f:
+        data: bytes = f.read(limit + 1)
+        return data
+
+
+def extract_one(source: Source, raw_dir: Path, limits: ContentLimits) -> Content:
+    path = message_path(raw_dir, source.raw_sensor, source.file)
+    if path is None:
+        return Content(status="missing", error="the event names no message file")
+    try:
+        data = read_message(path, limits.max_message_bytes)
+    except FileNotFoundError:
+        return Content(status="missing", error="no message file (not kept, or not collected)")
+    except (OSError, EOFError, zlib.error) as exc:
+        return Content(status="error", error=f"unreadable message file: {exc}"[:300])
+    relay = RelayContext(source.dst_ip, source.dst_port, source.target_host, source.recipients)
+    content = extract(data, source.ts, relay, limits)
+    if (
+        content.status == "ok"
+        and source.sha256
+        and len(data) <= limits.max_message_bytes
+        and hashlib.sha256(data).hexdigest() != source.sha256
+    ):
+        content.status = "mismatch"
+        content.error = "the file's SHA-256 is not the one its event gives"
+    return content
+
+
+Rows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
+
+_CONTENT_COLUMNS = [name for name, _ in CONTENT_TABLES["message_content"]]
+_URL_COLUMNS = [name for name, _ in CONTENT_TABLES["message_urls"]]
+_ATTACHMENT_COLUMNS = [name for name, _ in CONTENT_TABLES["message_attachments"]]
+
+
+def extract_chunk(sources: list[Source], raw_dir: Path, limits: ContentLimits) -> Rows:
+    """The rows of the three tables for ``sources`` (run in a worker)."""
+    content_rows: list[tuple[Any, ...]] = []
+    url_rows: list[tuple[Any, ...]] = []
+    attachment_rows: list[tuple[Any, ...]] = []
+    for s in sources:
+        c = extract_one(s, raw_dir, limits)
+        keys = (s.ts, s.sensor, s.raw_sensor, s.file, s.src_ip)
+        row = as_row(c)
+        row.update(
+            ts=s.ts,
+            sensor=s.sensor,
+            raw_sensor=s.raw_sensor,
+            file=s.file,
+            src_ip=s.src_ip,
+            sha256=s.sha256,
+            country=s.country,
+            asn=s.asn,
+        )
+        content_rows.append(tuple(row[name] for name in _CONTENT_COLUMNS))
+        for u in c.urls:
+            url_rows.append((*keys, u.url, u.host, u.domain, u.source, u.obfuscated))
+        for a in c.attachments:
+            attachment_rows.append(
+                (
+                    *keys,
+                    a.filename,
+                    a.declared_type,
+                    a.sniffed_type,
+                    a.size,
+                    a.sha256,
+                    a.tlsh,
+                    a.archive_members,
+                )
+            )
+    return content_rows, url_rows, attachment_rows
+
+
+def _table(name: str, rows: list[tuple[Any, ...]]) -> pa.Table:
+    schema = arrow_schema(name)
+    columns: list[list[Any]] = [list(col) for col in zip(*rows, strict=True)]
+    if not rows:
+        columns = [[] for _ in schema]
+    table = pa.table(
+        [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
+        schema=schema,
+    )
+    day = pc.cast(table.column("ts"), pa.date32())
+    return table.append_column("day", day)
+
+
+class ContentExtractor:
+    """Builds the content tables of each batch once, and hands them to the ingest by name."""
+
+    def __init__(self, options: ContentOptions = ContentOptions()) -> None:
+        self.options = options
+        self._executor: Executor | None = None
+        self._batch: str | None = None
+        self._tables: dict[str, pa.Table] = {}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(CONTENT_TABLES)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+        self._tables = {}
+
+    def table(self, name: str, con: duckdb.DuckDBPyConnection, batch: BatchLike) -> pa.Table:
+        if self._batch != batch.id or name not in self._tables:
+            self._tables = self._extract(con, batch)
+            self._batch = batch.id
+        return self._tables.pop(name)  # handed over once: memory is one batch's tables
+
+    def _extract(self, con: duckdb.DuckDBPyConnection, batch: BatchLike) -> dict[str, pa.Table]:
+        sources = [
+            Source(*row) for row in con.execute(load_sql("ingest_content_source")).fetchall()
+        ]
+        chunks = [sources[i : i + CHUNK] for i in range(0, len(sources), CHUNK)]
+        results = self._map(chunks, batch.raw_dir)
+        content: list[tuple[Any, ...]] = []
+        urls: list[tuple[Any, ...]] = []
+        attachments: list[tuple[Any, ...]] = []
+        for c, u, a in results:
+            content += c
+            urls += u
+            attachments += a
+        return {
+            "message_content": _table("message_content", content),
+            "message_urls": _table("message_urls", urls),
+            "message_attachments": _table("message_attachments", attachments),
+        }
+
+    def _map(self, chunks: list[list[Source]], raw_dir: Path) -> Iterable[Rows]:
+        limits = self.options.limits
+        jobs = self.options.jobs or os.cpu_count() or 1
+        if jobs == 1 or len(chunks) <= 1:
+            return [extract_chunk(chunk, raw_dir, limits) for chunk in chunks]
+        if self._executor is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["spampot.analysis.content.batch"])
+            self._executor = ProcessPoolExecutor(jobs, mp_context=context)
+        executor = self._executor
+        return executor.map(extract_chunk, chunks, [raw_dir] * len(chunks), [limits] * len(chunks))

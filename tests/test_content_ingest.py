@@ -1,0 +1,128 @@
+"""Content tables at ingest: every message its events name gets a row, exactly once."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from spampot.analysis.enrich import Enricher
+from spampot.analysis.ingest import IngestConfig, ingest
+from spampot.simulate.bodies import Campaigns
+from spampot.simulate.offline import OfflineOptions, simulate_offline
+from spampot.simulate.profile import Profile
+
+NO_GEO = Enricher([])
+
+
+def rows(warehouse: Path, sql: str) -> list[tuple]:
+    with duckdb.connect() as con:
+        for table in ("message_content", "message_urls", "message_attachments", "messages"):
+            if not list((warehouse / table).glob("day=*/*.parquet")):
+                continue
+            files = str(warehouse / table / "day=*" / "*.parquet")
+            con.execute(
+                f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{files}',"
+                " hive_partitioning = true, union_by_name = true)"
+            )
+        return con.execute(sql).fetchall()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A small simulated fleet with every body written and many relay tests."""
+    root = tmp_path_factory.mktemp("content")
+    profile = Profile(messages=3000, days=3, campaigns=20, relay_tests=0.2)
+    counts = simulate_offline(profile, OfflineOptions(out=root, bodies="all"))
+    config = IngestConfig(root / "raw", root / "warehouse", threads=2, content_jobs=2)
+    result = ingest(config, NO_GEO)
+    return root, counts, result
+
+
+def test_every_message_gets_one_content_row(dataset):
+    root, counts, result = dataset
+    wh = root / "warehouse"
+    assert result.rows["message_content"] == counts["messages"]
+    assert rows(wh, "SELECT status, COUNT(*) FROM message_content GROUP BY 1") == [
+        ("ok", counts["messages"])
+    ]
+    # keyed to messages: the same (raw_sensor, file) pairs, once each
+    assert rows(
+        wh,
+        "SELECT COUNT(*) FROM messages m FULL JOIN message_content c"
+        " USING (raw_sensor, file) WHERE m.file IS NULL OR c.file IS NULL",
+    ) == [(0,)]
+    again = ingest(IngestConfig(root / "raw", wh, threads=2), NO_GEO)
+    assert again.files == 0
+    assert rows(wh, "SELECT COUNT(*) FROM message_content") == [(counts["messages"],)]
+
+
+def test_content_features_are_the_simulated_ones(dataset):
+    root, counts, _ = dataset
+    wh = root / "warehouse"
+    campaigns = Campaigns(Profile().seed, 20)
+    advertised = {campaigns.campaign(i).domain for i in range(20)}
+    domains = {d for (d,) in rows(wh, "SELECT DISTINCT domain FROM message_urls")}
+    assert domains <= advertised and len(domains) > 10
+    languages = dict(rows(wh, "SELECT language, COUNT(*) FROM message_content GROUP BY 1"))
+    assert languages.get("zh-Hant", 0) > counts["messages"] / 3
+    attached = rows(wh, "SELECT COUNT(DISTINCT sha256) FROM message_attachments")[0][0]
+    with_attachment = sum(1 for i in range(20) if campaigns.campaign(i).attachment)
+    assert attached == with_attachment  # each campaign's attachment: the same bytes each time
+
+
+def test_relay_tests_found_with_their_mailboxes(dataset):
+    root, counts, _ = dataset
+    wh = root / "warehouse"
+    found = rows(
+        wh,
+        "SELECT c.relay_evidence, m.rcpt_to FROM message_content c JOIN messages m"
+        " USING (raw_sensor, file) WHERE c.relay_evidence IS NOT NULL",
+    )
+    assert len(found) == counts["relay_tests"] > 50
+    mailboxes: dict[str, int] = {}
+    for evidence, rcpt in found:
+        assert evidence.startswith("short (") and "1 recipient(s)" in evidence
+        mailboxes[rcpt[0]] = mailboxes.get(rcpt[0], 0) + 1
+    assert mailboxes == counts["relay_mailboxes"]
+
+
+def test_missing_mismatched_and_unreadable_files(tmp_path):
+    profile = Profile(messages=400, days=1, campaigns=5)
+    simulate_offline(profile, OfflineOptions(out=tmp_path, bodies="all"))
+    files = sorted((tmp_path / "raw").glob("*/*/*/*/*.eml.gz"))
+    files[0].unlink()  # not collected
+    files[1].write_bytes(gzip.compress(b"Subject: changed\r\n\r\nnot what was captured\r\n"))
+    files[2].write_bytes(b"not gzip at all")
+    # an event naming a file outside raw/ must not be read
+    event_file = sorted((tmp_path / "raw").glob("*/events/*.jsonl.gz"))[0]
+    lines = gzip.decompress(event_file.read_bytes()).splitlines()
+    for i, line in enumerate(lines):
+        event = json.loads(line)
+        if event["eventid"] == "spampot.smtp.message":
+            event["file"] = "../../../etc/passwd"
+            lines[i] = json.dumps(event).encode()
+            break
+    event_file.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    result = ingest(IngestConfig(tmp_path / "raw", tmp_path / "wh", content_jobs=1), NO_GEO)
+    assert result.rows["message_content"] == 400
+    got = dict(rows(tmp_path / "wh", "SELECT status, COUNT(*) FROM message_content GROUP BY 1"))
+    assert got == {"ok": 396, "missing": 2, "mismatch": 1, "error": 1}
+    reasons = {
+        r[0]
+        for r in rows(tmp_path / "wh", "SELECT error FROM message_content WHERE status <> 'ok'")
+    }
+    assert any("names no message file" in r for r in reasons)
+    assert any("not kept, or not collected" in r for r in reasons)
+    assert any("SHA-256" in r for r in reasons)
+    assert any("unreadable message file" in r for r in reasons)
+
+
+def test_no_content_option(tmp_path):
+    simulate_offline(Profile(messages=50, days=1), OfflineOptions(out=tmp_path, bodies="all"))
+    result = ingest(IngestConfig(tmp_path / "raw", tmp_path / "wh", content=False), NO_GEO)
+    assert "message_content" not in result.rows and result.rows["messages"] == 50
+    assert not (tmp_path / "wh" / "message_content").exists()
