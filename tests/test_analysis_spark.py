@@ -92,7 +92,8 @@ def test_every_report_query_gives_the_same_rows_on_spark_and_duckdb(site):
 
 
 def test_the_whole_report_on_spark_equals_duckdb_s_with_filters(site):
-    options = ReportOptions(campaign_sample=0)
+    # The content tables' queries are compared one by one above; their campaigns below.
+    options = ReportOptions(campaign_sample=0, content=False)
     flt = ReportFilter(dt.date(2026, 3, 3), None, ("res-1", "biz-1"), ())
     duck, spark = _both(site, flt)
     try:
@@ -114,7 +115,8 @@ def test_spampot_report_engine_spark_from_the_command_line(site, tmp_path):
         [
             sys.executable, "-m", "spampot", "report", "--engine", "spark",
             "--spark-master", "local[1]", "--warehouse", str(site["root"] / "warehouse"),
-            "--raw", str(site["root"] / "raw"), "--campaign-sample", "50", "--json",
+            "--raw", str(site["root"] / "raw"), "--campaign-sample", "50", "--no-content",
+            "--json",
         ],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -124,3 +126,27 @@ def test_spampot_report_engine_spark_from_the_command_line(site, tmp_path):
     general = {r["statistic"]: r["value"] for r in tables["table2_general"]["rows"]}
     assert general["Total emails collected"] == 12
     assert tables["campaigns"]["rows"]  # the sample was drawn on Spark, then grouped
+
+
+def test_content_campaigns_on_spark_equal_duckdb_s(site):
+    """Whole-corpus campaigns (label propagation over the content tables) on both engines."""
+    from spampot.analysis.content_report import campaigns_table, cluster
+
+    duck, spark = _both(site, ReportFilter())
+    try:
+        partitions = []
+        for con in (duck, spark):
+            labels, _steps, settled = cluster(con)
+            assert settled
+            rows = con.execute(f"SELECT msg, label FROM {labels}").fetchall()
+            groups: dict[str, set[str]] = {}
+            for msg, label in rows:
+                groups.setdefault(label, set()).add(msg)
+            partitions.append(sorted(sorted(g) for g in groups.values()))
+        assert partitions[0] == partitions[1] and partitions[0]  # the same campaigns
+        expected = campaigns_table(duck, 10)
+        got = campaigns_table(spark, 10)
+        assert got.rows == expected.rows and got.rows
+        assert got.notes == expected.notes
+    finally:
+        duck.close()

@@ -276,6 +276,12 @@ def _date(value: str | None) -> dt.date | None:
     help="Emails read for campaign grouping (0: skip).",
 )
 @click.option(
+    "--no-content",
+    is_flag=True,
+    help="Leave out the content tables and whole-corpus campaigns (faster; for a warehouse"
+    " ingested with --no-content).",
+)
+@click.option(
     "--out",
     "out_dir",
     type=_PATH,
@@ -313,6 +319,7 @@ def report(
     top: int,
     period: str,
     campaign_sample: int,
+    no_content: bool,
     out_dir: Path | None,
     as_json: bool,
     quiet: bool,
@@ -344,7 +351,11 @@ def report(
     if unknown_tags:
         click.echo(f"warning: no sensor has tag(s) {', '.join(sorted(unknown_tags))}", err=True)
     options = ReportOptions(
-        top=top, period=period, campaign_sample=campaign_sample, raw_dir=raw_dir
+        top=top,
+        period=period,
+        campaign_sample=campaign_sample,
+        raw_dir=raw_dir,
+        content=not no_content,
     )
     started = time.perf_counter()
     if engine == "spark":

@@ -44,6 +44,7 @@ class ReportOptions:
     campaign_sample: int = 2000  # emails read for content grouping; 0 = none
     campaign_threshold: float = 0.7  # Jaccard similarity that makes two emails one campaign
     raw_dir: Path | None = None  # where the message files are (raw/)
+    content: bool = True  # the content tables and whole-corpus campaigns (content_report.py)
     seed: int = 1
     title: str = "spampot report"
 
@@ -123,6 +124,14 @@ def build_report(
             options.series,
         ),
     ]
+    if options.content:
+        from spampot.analysis.content_report import campaigns_table as content_campaigns
+        from spampot.analysis.content_report import content_tables
+
+        begin("content")
+        tables += content_tables(con, top)
+        begin("campaigns (whole corpus)")
+        tables.append(content_campaigns(con, top))
     if options.campaign_sample > 0:
         begin("campaigns")
         from spampot.analysis.campaigns import campaigns_table

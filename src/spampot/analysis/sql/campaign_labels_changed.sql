@@ -1,0 +1,5 @@
+-- Messages whose label the last propagation step changed.
+SELECT COUNT(*) AS changed
+FROM ${labels} AS n
+JOIN ${previous} AS p ON n.msg = p.msg
+WHERE n.label <> p.label
