@@ -15,6 +15,7 @@ from spampot.config import Config, ConfigError, load_config
 # run once per SSH command) must not pay for rich, DuckDB or numpy at every start.
 LAZY_COMMANDS = {
     "collect": "spampot.central.cli:collect",
+    "export": "spampot.analysis.export_cli:export",
     "gate": "spampot.central.cli:gate",
     "health": "spampot.sensor.health_cli:health",
     "ingest": "spampot.analysis.cli:ingest",
