@@ -49,6 +49,12 @@ PROPERTIES: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
             {},
         ),
     ],
+    "content": [
+        ("test_content_fuzz", "test_arbitrary_bytes", {}),
+        ("test_content_fuzz", "test_mangled_mime", {}),
+        ("test_content_fuzz", "test_url_extraction_on_arbitrary_text", {}),
+        ("test_content_fuzz", "test_url_extraction_on_adversarial_fragments", {}),
+    ],
 }
 
 

@@ -233,6 +233,27 @@ def _raw_relative(raw_dir: Path, name: str) -> str:
     return name
 
 
+def warehouse_scope(
+    inventory: Path | None,
+    warehouse: Path | None,
+    start: str | None,
+    end: str | None,
+    sensors: tuple[str, ...],
+    tags: tuple[str, ...],
+) -> tuple[Inventory | None, Path, dict[str, SensorInfo], ReportFilter]:
+    """The inventory, the warehouse, the sensors' tags and the filter a reader asked for."""
+    inv = _inventory(inventory)
+    warehouse = warehouse or (inv.central.data_dir / "warehouse" if inv else None)
+    if warehouse is None:
+        raise click.UsageError("give --inventory or --warehouse")
+    if not warehouse.is_dir():
+        raise click.ClickException(f"{warehouse} is not a warehouse (run spampot ingest first)")
+    flt = ReportFilter(_date(start), _date(end), sensors, tags)
+    if flt.start and flt.end and flt.start > flt.end:
+        raise click.BadParameter("--from is after --to")
+    return inv, warehouse, sensor_info(inv), flt
+
+
 def _date(value: str | None) -> dt.date | None:
     if value is None:
         return None
@@ -336,17 +357,8 @@ def report(
     from spampot.analysis.report import ReportOptions, build_report
     from spampot.analysis.warehouse import open_warehouse
 
-    inv = _inventory(inventory)
-    warehouse = warehouse or (inv.central.data_dir / "warehouse" if inv else None)
+    inv, warehouse, info, flt = warehouse_scope(inventory, warehouse, start, end, sensors, tags)
     raw_dir = raw_dir or (inv.central.raw_dir if inv else None)
-    if warehouse is None:
-        raise click.UsageError("give --inventory or --warehouse")
-    if not warehouse.is_dir():
-        raise click.ClickException(f"{warehouse} is not a warehouse (run spampot ingest first)")
-    info = sensor_info(inv)
-    flt = ReportFilter(_date(start), _date(end), sensors, tags)
-    if flt.start and flt.end and flt.start > flt.end:
-        raise click.BadParameter("--from is after --to")
     unknown_tags = set(tags) - {t for s in info.values() for t in s.tags}
     if unknown_tags:
         click.echo(f"warning: no sensor has tag(s) {', '.join(sorted(unknown_tags))}", err=True)

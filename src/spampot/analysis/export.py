@@ -138,7 +138,7 @@ LISTS = {
     "domains": ("export_domains", "domain", "registered domains the spam advertised"),
     "urls": ("export_urls", "url", "URLs the spam carried"),
     "attachments": ("export_attachments", "sha256", "SHA-256 of the spam's attachments"),
-    "mailboxes": ("export_mailboxes", "email-dst", "mailboxes relay tests were sent to"),
+    "mailboxes": ("export_mailbox_days", "email-dst", "mailboxes relay tests were sent to"),
 }
 
 
@@ -150,19 +150,20 @@ def write_lists(
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for stem, (sql, kind, header) in LISTS.items():
         items = _indicators(con, sql, kind, redactor)
-        if stem == "mailboxes":  # recipient lists: one mailbox a line
+        if stem == "mailboxes":  # recipient lists of each day: one mailbox a line, all days
             merged: dict[str, Indicator] = {}
             for item in items:
                 for box in item.value or []:
                     old = merged.get(box)
                     merged[box] = (
-                        Indicator(box, item.count, item.first_seen, item.last_seen)
+                        Indicator(box, item.count, item.first_seen, item.last_seen, {})
                         if old is None
                         else Indicator(
                             box,
                             old.count + item.count,
                             min(old.first_seen, item.first_seen),
                             max(old.last_seen, item.last_seen),
+                            {},
                         )
                     )
             items = sorted(merged.values(), key=lambda i: (-i.count, i.value))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from spampot.analysis.cli import _date, _inventory, sensor_info
+from spampot.analysis.cli import warehouse_scope
 from spampot.analysis.filters import ReportFilter
 
 _PATH = click.Path(path_type=Path)
@@ -55,16 +55,7 @@ def export(
     from spampot.analysis.export import Redactor, export, sensor_identities
     from spampot.analysis.warehouse import open_warehouse
 
-    inv = _inventory(inventory)
-    warehouse = warehouse or (inv.central.data_dir / "warehouse" if inv else None)
-    if warehouse is None:
-        raise click.UsageError("give --inventory or --warehouse")
-    if not warehouse.is_dir():
-        raise click.ClickException(f"{warehouse} is not a warehouse (run spampot ingest first)")
-    info = sensor_info(inv)
-    flt = ReportFilter(_date(start), _date(end), sensors, tags)
-    if flt.start and flt.end and flt.start > flt.end:
-        raise click.BadParameter("--from is after --to")
+    inv, warehouse, info, flt = warehouse_scope(inventory, warehouse, start, end, sensors, tags)
     con = open_warehouse(warehouse, flt, info)
     try:
         names = [s.name for s in inv.sensors] + [s.host for s in inv.sensors] if inv else []

@@ -88,14 +88,18 @@ def read_message(path: Path, limit: int) -> bytes:
         return data
 
 
+NO_PATH = "the event names no message file"
+NO_FILE = "no message file (not kept, or not collected)"
+
+
 def extract_one(source: Source, raw_dir: Path, limits: ContentLimits) -> Content:
     path = message_path(raw_dir, source.raw_sensor, source.file)
     if path is None:
-        return Content(status="missing", error="the event names no message file")
+        return Content(status="missing", error=NO_PATH)
     try:
         data = read_message(path, limits.max_message_bytes)
     except FileNotFoundError:
-        return Content(status="missing", error="no message file (not kept, or not collected)")
+        return Content(status="missing", error=NO_FILE)
     except (OSError, EOFError, zlib.error) as exc:
         return Content(status="error", error=f"unreadable message file: {exc}"[:300])
     relay = RelayContext(source.dst_ip, source.dst_port, source.target_host, source.recipients)
@@ -118,6 +122,37 @@ _URL_COLUMNS = [name for name, _ in CONTENT_TABLES["message_urls"]]
 _ATTACHMENT_COLUMNS = [name for name, _ in CONTENT_TABLES["message_attachments"]]
 
 
+_KEY_COLUMNS = ("ts", "sensor", "raw_sensor", "file", "src_ip", "sha256", "country", "asn")
+
+
+def _content_row(source: Source, values: dict[str, Any]) -> tuple[Any, ...]:
+    row = dict(values)
+    for name in _KEY_COLUMNS:
+        row[name] = getattr(source, name)
+    return tuple(row[name] for name in _CONTENT_COLUMNS)
+
+
+def missing_rows(
+    sources: list[Source], raw_dir: Path
+) -> tuple[list[Source], list[tuple[Any, ...]]]:
+    """Split off the messages whose file is not there: their rows are made here, at a few
+    microseconds each (a warehouse of events whose bodies were not kept has millions)."""
+    templates = {
+        reason: as_row(Content(status="missing", error=reason)) for reason in (NO_PATH, NO_FILE)
+    }
+    present: list[Source] = []
+    rows: list[tuple[Any, ...]] = []
+    for s in sources:
+        path = message_path(raw_dir, s.raw_sensor, s.file)
+        if path is None:
+            rows.append(_content_row(s, templates[NO_PATH]))
+        elif not os.path.exists(path):
+            rows.append(_content_row(s, templates[NO_FILE]))
+        else:
+            present.append(s)
+    return present, rows
+
+
 def extract_chunk(sources: list[Source], raw_dir: Path, limits: ContentLimits) -> Rows:
     """The rows of the three tables for ``sources`` (run in a worker)."""
     content_rows: list[tuple[Any, ...]] = []
@@ -126,18 +161,7 @@ def extract_chunk(sources: list[Source], raw_dir: Path, limits: ContentLimits) -
     for s in sources:
         c = extract_one(s, raw_dir, limits)
         keys = (s.ts, s.sensor, s.raw_sensor, s.file, s.src_ip)
-        row = as_row(c)
-        row.update(
-            ts=s.ts,
-            sensor=s.sensor,
-            raw_sensor=s.raw_sensor,
-            file=s.file,
-            src_ip=s.src_ip,
-            sha256=s.sha256,
-            country=s.country,
-            asn=s.asn,
-        )
-        content_rows.append(tuple(row[name] for name in _CONTENT_COLUMNS))
+        content_rows.append(_content_row(s, as_row(c)))
         for u in c.urls:
             url_rows.append((*keys, u.url, u.host, u.domain, u.source, u.obfuscated))
         for a in c.attachments:
@@ -198,9 +222,10 @@ class ContentExtractor:
         sources = [
             Source(*row) for row in con.execute(load_sql("ingest_content_source")).fetchall()
         ]
+        sources, missing = missing_rows(sources, batch.raw_dir)
         chunks = [sources[i : i + CHUNK] for i in range(0, len(sources), CHUNK)]
         results = self._map(chunks, batch.raw_dir)
-        content: list[tuple[Any, ...]] = []
+        content: list[tuple[Any, ...]] = missing
         urls: list[tuple[Any, ...]] = []
         attachments: list[tuple[Any, ...]] = []
         for c, u, a in results:
