@@ -72,6 +72,9 @@ def _both(site: dict, flt: ReportFilter):
     return duck, spark
 
 
+# Two dozen queries on each engine (the content tables' among them), after the module's
+# ingest and Spark start: more than the default 300 s on a loaded two-core machine.
+@pytest.mark.timeout(900)
 def test_every_report_query_gives_the_same_rows_on_spark_and_duckdb(site):
     duck, spark = _both(site, ReportFilter())
     compared = 0
@@ -128,6 +131,7 @@ def test_spampot_report_engine_spark_from_the_command_line(site, tmp_path):
     assert tables["campaigns"]["rows"]  # the sample was drawn on Spark, then grouped
 
 
+@pytest.mark.timeout(900)
 def test_content_campaigns_on_spark_equal_duckdb_s(site):
     """Whole-corpus campaigns (label propagation over the content tables) on both engines."""
     from spampot.analysis.content_report import campaigns_table, cluster
