@@ -322,6 +322,7 @@ def materialise(con: Connection, name: str, sql: str) -> None:
     """``name`` as a table of ``sql``'s rows, on DuckDB or Spark."""
     if getattr(con, "dialect", "duckdb") == "spark":
         con.execute(f"UNCACHE TABLE IF EXISTS {name}")
+        con.execute(f"DROP VIEW IF EXISTS {name}")  # CACHE TABLE ... AS makes a temp view
         con.execute(f"CACHE TABLE {name} AS {sql}")
     else:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
