@@ -165,7 +165,11 @@ def walk_stdlib(
             if depth + 1 > limits.max_depth:
                 walk.limit = walk.limit or "depth"
                 continue
-            stack.extend((child, depth + 1) for child in reversed(payload))
+            stack.extend(
+                (child, depth + 1)
+                for child in reversed(payload)
+                if isinstance(child, email.message.Message)
+            )
             continue
         raw_headers = _raw_headers(part)
         maintype, subtype, params = _split_type(
