@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -225,10 +226,15 @@ class HttpProxyServer:
         while self._buf[:1] == b"\n" or self._buf[:2] == b"\r\n":
             del self._buf[: 1 if self._buf[:1] == b"\n" else 2]
         d = self.dialect
-        head = read_head(self._buf, self.max_header_bytes, d.max_method_length, d.max_uri_length)
+        head = read_head(
+            self._buf,
+            self.max_header_bytes,
+            d.max_method_length,
+            d.max_uri_length,
+            self.persona.method,
+        )
         if head is None:
             return False
-        head = replace(head, method=self.persona.method(head.method))
         del self._buf[: head.size]  # what follows stays: a body, the next request, a tunnel's
         self._requests += 1
         self._answer(self._build(head))
@@ -340,10 +346,13 @@ class HttpProxyServer:
         if any(n == "Host" for n, _ in headers):
             headers = [(n, v) for n, v in headers if n != "Host"]
             headers.append(("Host", url.authority(self.persona.ports.get(url.scheme, 0))))
-        decoded = tuple(
-            (decode_client(n.encode("latin-1")), decode_client(v.encode("latin-1")))
-            for n, v in fields
-        )
+        if head.mime.isascii():  # the common case: the same text either way
+            decoded = tuple(fields)
+        else:
+            decoded = tuple(
+                (decode_client(n.encode("latin-1")), decode_client(v.encode("latin-1")))
+                for n, v in fields
+            )
         return _Request(head, url, decoded, tuple(headers), length)
 
     # -- answering ------------------------------------------------------------------------------
@@ -708,7 +717,7 @@ class HttpProxyServer:
         return ProxyRequest(
             protocol=self.protocol if head is None and self._requests == 0 else "http",
             version=head.version_text if head is not None else "",
-            method=decode_client(head.method.encode()) if head is not None else "",
+            method=head.method if head is not None else "",  # tchars: ASCII
             target_host=(url.host or None) if url is not None else None,
             target_port=url.port if url is not None and url.host else None,
             auth=_proxy_auth(fields),
@@ -738,8 +747,8 @@ def _raw_fields(mime: bytes) -> tuple[tuple[str, str], ...]:
 
 
 def _is_address(host: str) -> bool:
-    import ipaddress
-
+    if not host or not (host[0].isdigit() or ":" in host):
+        return False  # a name: the common case, without building an address
     try:
         ipaddress.ip_address(host)
     except ValueError:

@@ -24,6 +24,7 @@ client fault is raised as :class:`ProtocolError` and answered in one place.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,6 +121,12 @@ def load_dialect(name: str = "dante") -> SocksDialect:
     return dialects.load(name, SocksDialect)
 
 
+@functools.lru_cache(maxsize=64)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The sensor's own address, parsed once: it is the same for most connections."""
+    return ipaddress.ip_address(text)
+
+
 def max_buffered(max_userid: int = MAX_USERID, max_hostname: int = MAX_HOSTNAME) -> int:
     """The most a SocksServer holds between calls: its largest single protocol unit."""
     socks4 = 8 + max_userid + 1 + max_hostname + 1  # SOCKS4a: header, USERID, NUL, name, NUL
@@ -212,7 +219,7 @@ class SocksServer:
         self._auth: ProxyAuth | None = None
         self._received = 0
         self._held = 0
-        self._bound = ipaddress.ip_address(self.policy.public_address or local_address or "0.0.0.0")
+        self._bound = _address(self.policy.public_address or local_address or "0.0.0.0")
 
     @property
     def done(self) -> bool:

@@ -12,7 +12,7 @@ with the page and status Squid answers it with (servers/Http1Server.cc buildHttp
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from spampot.protocols.common import ProtocolError
@@ -28,6 +28,13 @@ _URI_CHARS = frozenset(
     b":/?#[]@!$&'()*+,;=-._~%" + _DELIMITERS + b'"\\|^<>`{}' + bytes(range(128, 256))
 )
 _WSP = b" \t"
+# The same sets as regular expressions: the parser's hot paths run in C.
+_METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_NOT_URI = re.compile(
+    b"[" + b"".join(b"\\x%02x" % c for c in range(256) if c not in _URI_CHARS) + b"]"
+)
+_EMPTY_LINE = re.compile(rb"\n\r?\n")
+_FOLD = re.compile(rb"\r*\n[ \t]+")
 _SPACE = " \t\n\v\f\r"  # xisspace()
 
 
@@ -76,11 +83,18 @@ class Head:
         return self.version == (0, 9)
 
 
-def read_head(buf: bytes | bytearray, limit: int, max_method: int, max_uri: int) -> Head | None:
+def read_head(
+    buf: bytes | bytearray,
+    limit: int,
+    max_method: int,
+    max_uri: int,
+    method_name: Callable[[str], str] = str,
+) -> Head | None:
     """The head at the start of ``buf``; None while incomplete; BadRequest when refused.
 
     ``limit`` is request_header_max_size: a request line and headers at least this long are
-    refused (414 when the line alone reaches it, 431 otherwise).
+    refused (414 when the line alone reaches it, 431 otherwise). ``method_name`` spells the
+    method as the server does (Squid: a known method in upper case, whatever was sent).
     """
     start = 0
     # skipGarbageLines(): empty lines (LF or CRLF) before the request line are skipped.
@@ -105,14 +119,15 @@ def read_head(buf: bytes | bytearray, limit: int, max_method: int, max_uri: int)
     version, version_text, uri_part = _version(rest, method)
     if not uri_part:
         raise _invalid("no URI in the request line")
-    bad = next((i for i, b in enumerate(uri_part) if b not in _URI_CHARS), None)
+    bad = _NOT_URI.search(uri_part)
     if bad is not None:
         # The URI is what precedes the byte: none at all is not HTTP.
-        raise _invalid(f"byte 0x{uri_part[bad]:02x} in the URI", uri_seen=bad > 0)
+        raise _invalid(f"byte 0x{bad[0][0]:02x} in the URI", uri_seen=bad.start() > 0)
     if len(uri_part) > max_uri:
         raise BadRequest(f"URI longer than {max_uri} bytes", "ERR_TOO_BIG", 414, url=_TOO_LARGE_URI)
     uri = uri_part.decode("latin-1")
     first_line_size = len(method) + len(uri) + 12  # firstLineSize(): "method SP uri SP H/1.1"
+    method = method_name(method)
     if version[0] != 1:
         return Head(method, uri, version, version_text, b"", nl + 1)
     # grabMimeBlock(): headersEnd() finds the empty line, starting right after the LF.
@@ -144,10 +159,8 @@ def _invalid(detail: str, uri_seen: bool = False) -> BadRequest:
 
 
 def _method(line: bytes, max_method: int) -> str:
-    n = 0
-    while n < len(line) and n < max_method and line[n] in _TCHAR:
-        n += 1
-    return line[:n].decode("ascii")
+    match = _METHOD.match(line, 0, max_method)
+    return match[0].decode("ascii") if match else ""
 
 
 def _split_method(line: bytes, max_method: int) -> tuple[str, bytes]:
@@ -188,25 +201,14 @@ def _version(rest: bytes, method: str) -> tuple[tuple[int, int], str, bytes]:
 
 
 def _headers_end(buf: bytes | bytearray, start: int) -> int:
-    """headersEnd(): the index just past the empty line ending the header block, or -1."""
-    state = 1  # 1: at a line start, 2: CR at a line start, 0: inside a line
-    for i in range(start, len(buf)):
-        byte = buf[i]
-        if state == 0:
-            if byte == 0x0A:
-                state = 1
-        elif state == 1:
-            if byte == 0x0D:
-                state = 2
-            elif byte == 0x0A:
-                return i + 1
-            else:
-                state = 0
-        elif byte == 0x0A:  # state 2: CR LF at a line start
-            return i + 1
-        else:
-            state = 0
-    return -1
+    """headersEnd(): the index just past the empty line (LF or CR LF) ending the header block,
+    which may be the very first line; -1 while there is none."""
+    if buf[start : start + 1] == b"\n":
+        return start + 1
+    if buf[start : start + 2] == b"\r\n":
+        return start + 2
+    match = _EMPTY_LINE.search(buf, start)
+    return match.end() if match else -1
 
 
 def _clean_mime(mime: bytes) -> bytes:
@@ -218,7 +220,7 @@ def _clean_mime(mime: bytes) -> bytes:
         at = len(mime) if nl < 0 else nl + 1
     mime = mime[at:] or b"\r\n"
     # LF followed by SP/HTAB (with any CRs before the LF): one SP.
-    return re.sub(rb"\r*\n[ \t]+", b" ", mime)
+    return _FOLD.sub(b" ", mime) if b"\n " in mime or b"\n\t" in mime else mime
 
 
 def parse_fields(mime: bytes) -> list[tuple[str, str]] | None:
