@@ -273,6 +273,29 @@ def test_persona_depends_on_the_host_and_the_sensor_never_the_client():
     assert "\n" not in name and "\r" not in name
 
 
+def test_tunnel_dialects_narrow_the_common_mtas_and_leave_the_providers():
+    from spampot.config import ConfigError, load_config
+    from spampot.personas import tunnel_persona
+
+    hosts = [f"mx{i}.example{i}.org" for i in range(40)]
+    assert {tunnel_persona("s", h)[1] for h in hosts} == {"postfix", "exim", "exchange", "sendmail"}
+    assert {tunnel_persona("s", h, ("postfix",))[1] for h in hosts} == {"postfix"}
+    assert {tunnel_persona("s", h, ("exim", "sendmail"))[1] for h in hosts} == {"exim", "sendmail"}
+    assert tunnel_persona("s", "mx.example0.org", ("postfix",))[0] == "mx.example0.org"
+    assert tunnel_persona("s", "gmail-smtp-in.l.google.com", ("postfix",))[1] == "google"
+    assert load_config(None, smtp__tunnel_dialects=["exim"]).smtp.tunnel_dialects == ("exim",)
+    with pytest.raises(ConfigError, match="tunnel_dialects"):
+        load_config(None, smtp__tunnel_dialects=["qmail"])
+
+
+def test_a_tunnel_meets_the_configured_mta(sensor_factory):
+    sensor = sensor_factory(extra='[smtp]\ntunnel_dialects = ["sendmail"]\n')
+    for i in range(3):
+        host = f"mx{i}.example{i}.org".encode()
+        reply = exchange(sensor.ports["http"], b"CONNECT " + host + b":25 HTTP/1.1\r\n\r\nQUIT\r\n")
+        assert b"ESMTP Sendmail" in reply, reply
+
+
 def test_two_clients_asking_for_the_same_mx_meet_the_same_server(sensor):
     """The persona of a tunnelled server never depends on the client (the issue found 6 of
     6 names showing different software to two addresses)."""

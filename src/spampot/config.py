@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from spampot.layout import DEFAULT_SENSOR_DATA_DIR, SensorLayout
+from spampot.personas import generic_dialects
 from spampot.protocols.http_proxy import MAX_BODY_BYTES, MAX_HEADER_BYTES
 from spampot.protocols.proxy import ProxyPolicy
 from spampot.protocols.smtp import SmtpLimits
@@ -117,6 +118,10 @@ class SmtpSection:
     # The persona of direct SMTP ports: a dialect file in spampot/dialects/ (postfix, exim,
     # sendmail, exchange). Tunnelled servers get theirs from the requested host (personas.py).
     dialect: str = "postfix"
+    # The common MTAs a tunnelled server other than a big provider's MX may be (postfix,
+    # exim, exchange, sendmail), in the proportions of dialects/targets/providers.toml;
+    # empty: all of them.
+    tunnel_dialects: tuple[str, ...] = ()
     # STARTTLS with a certificate made at first start in <data_dir>/tls/ (Debian's snakeoil).
     starttls: bool = True
     # AUTH offered "tls" (only after STARTTLS, as Postfix with smtpd_tls_auth_only), "always"
@@ -438,6 +443,12 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     problem = smtp_dialect_error(config.smtp.dialect)
     if problem is not None:
         raise ConfigError(f"smtp.dialect: {problem}")
+    unknown_tunnel = sorted(set(config.smtp.tunnel_dialects) - set(generic_dialects()))
+    if unknown_tunnel:
+        raise ConfigError(
+            f"smtp.tunnel_dialects: unknown {', '.join(unknown_tunnel)} "
+            f"(known: {', '.join(generic_dialects())})"
+        )
     if config.smtp.auth not in AUTH_OFFERS:
         raise ConfigError(f"smtp.auth must be one of {', '.join(AUTH_OFFERS)}")
     if config.smtp.smtps_ports and not config.smtp.starttls:

@@ -75,8 +75,18 @@ def _provider(host: str) -> _Provider | None:
     return None
 
 
-def tunnel_persona(sensor: str, target_host: str) -> tuple[str, str]:
-    """(server name for banner and EHLO, dialect name) for a tunnel to ``target_host``."""
+def generic_dialects() -> tuple[str, ...]:
+    """The common MTAs a tunnelled server other than a big provider's MX may be."""
+    return tuple(name for name, _ in _table().generic)
+
+
+def tunnel_persona(
+    sensor: str, target_host: str, dialects: tuple[str, ...] = ()
+) -> tuple[str, str]:
+    """(server name for banner and EHLO, dialect name) for a tunnel to ``target_host``.
+
+    ``dialects`` narrows the common MTAs to these (their proportions kept); empty: all.
+    """
     host = target_host.strip().rstrip(".").lower()
     h = _digest(sensor, host)
     table = _table()
@@ -84,10 +94,11 @@ def tunnel_persona(sensor: str, target_host: str) -> tuple[str, str]:
     if provider is not None:
         style = provider.servers[h % len(provider.servers)]
         return _fill(style, h >> 8), provider.dialect
-    total = sum(weight for _, weight in table.generic)
+    generic = tuple((n, w) for n, w in table.generic if n in dialects) or table.generic
+    total = sum(weight for _, weight in generic)
     pick = (h >> 16) % total
-    dialect = table.generic[-1][0]
-    for name, weight in table.generic:
+    dialect = generic[-1][0]
+    for name, weight in generic:
         if pick < weight:
             dialect = name
             break

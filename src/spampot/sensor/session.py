@@ -73,6 +73,7 @@ class SessionSettings:
     require_helo: bool
     tls: ssl.SSLContext | None = None  # STARTTLS and SMTPS; None: not offered
     auth_offer: str = "tls"  # "tls", "always", "never" (smtp.auth)
+    tunnel_dialects: tuple[str, ...] = ()  # smtp.tunnel_dialects; empty: every common MTA
     proxy: ProxyPolicy = field(default_factory=ProxyPolicy)
     socks_dialect: SocksDialect = field(default_factory=load_socks_dialect)
     squid: SquidPersona | None = None  # None: the machine's default (a Squid named localhost)
@@ -586,7 +587,9 @@ class SensorSession(asyncio.Protocol):
         if event.tunnel == TUNNEL_SMTP:
             # The target's persona depends on the host asked for and the sensor only; the
             # server sees the proxy (this sensor's address) as its client.
-            name, dialect_name = tunnel_persona(settings.sensor, event.target_host or "")
+            name, dialect_name = tunnel_persona(
+                settings.sensor, event.target_host or "", settings.tunnel_dialects
+            )
             dialect = load_dialect(dialect_name, SmtpDialect)
             self.machine = self._smtp_machine(name, dialect, self.base["dst_ip"] or "")
         elif event.tunnel == TUNNEL_WEB:

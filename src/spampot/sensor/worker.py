@@ -290,6 +290,7 @@ def session_settings(config: Config, tls: ssl.SSLContext | None = None) -> Sessi
         require_helo=config.smtp.require_helo,
         tls=tls if config.smtp.starttls else None,
         auth_offer=config.smtp.auth,
+        tunnel_dialects=config.smtp.tunnel_dialects,
         proxy=config.proxy.policy,
         socks_dialect=config.proxy.socks_dialect,
         squid=config.proxy.squid(config.smtp_hostname, config.squid_port),
