@@ -9,7 +9,12 @@ date in another layout, or queue ids of another shape, still differs after norma
 
 Host names: every server and the sensor call themselves ``HOSTNAME``; a tunnelled server
 is named by whatever the probe asked for (the sensor) or its own name (the upstream Postfix),
-so the names in ``realservers.PROBE_TARGETS`` and ``HOSTNAME`` all become ``<HOST>``.
+so the names in ``realservers.PROBE_TARGETS`` and ``HOSTNAME`` all become ``<HOST>``. A
+tunnel to an *address* meets a server whose name no probe gave: the upstream's own, and on
+the sensor the reverse name it makes up for that address (personas.server_name). So behind a
+proxy (families http and socks) the name an SMTP server greets with (``220 name``) and
+answers EHLO with (``250-name``) is ``<HOST>`` as well. On port 25 it is kept: there the
+sensor names itself, and a wrong name (``localhost.localdomain``) must show.
 Client addresses are the same on both sides (``realservers.CLIENT``) and are kept; so is
 the address a SOCKS server reports as bound (the sensor must report the address the client
 reached, as Dante does) - only the bound *port* is ephemeral.
@@ -35,6 +40,12 @@ _EXIM_ID = re.compile(
     r"(id=)([0-9A-Za-z]{6}-[0-9A-Za-z]{6}-[0-9A-Za-z]{2}|[0-9A-Za-z]{6}-[0-9A-Za-z]{11}-[0-9A-Za-z]{4})\b"
 )
 _SENDMAIL_QID = re.compile(r"(\d\.\d\.\d )([0-9A-Za-x]{8}\d{6})( Message accepted)")
+
+# A host name: dotted labels, with a letter (not "2.0.0", "8BITMIME" or "SIZE").
+_NAME = r"(?=[0-9.-]*[A-Za-z])[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+# The name a tunnelled SMTP server greets with, or begins its EHLO reply with (after a SOCKS
+# reply's bytes the greeting starts mid-line).
+_TUNNELLED_NAME = re.compile(rf"(220 |(?m:^)250[ -]){_NAME}(?=[ \r\n]|$)")
 
 _HOSTS = re.compile(
     "|".join(re.escape(h) for h in sorted({HOSTNAME, *PROBE_TARGETS}, key=len, reverse=True)),
@@ -120,7 +131,10 @@ def normalise_reply(reply: bytes, family: str) -> bytes:
         reply = _socks_bound_port(reply)
     if family == "http":
         reply = _one_chunk(reply)
-    return normalise_text(reply.decode("latin-1")).encode("latin-1")
+    text = normalise_text(reply.decode("latin-1"))
+    if family in ("http", "socks"):
+        text = _TUNNELLED_NAME.sub(r"\1<HOST>", text)
+    return text.encode("latin-1")
 
 
 # --- reply codes ------------------------------------------------------------------------------

@@ -68,13 +68,22 @@ _NOT_LIBRARIES = re.compile(r"^(?!lib)|^libdbi-perl$")
 PORTS = {"postfix": 25, "exim4": 25, "sendmail": 25, "squid": 3128, "dante": 1080}
 SQUID_PORTS = (3128, 8080)
 
-# Host names the probes ask proxies to reach; in a proxy's namespace they resolve (from
-# /etc/hosts) to addresses routed to loopback there, where a real Postfix is the upstream.
-PROBE_TARGETS = {
+# The proxies' namespace is the world the sensor describes (README, "A destination the proxy
+# cannot reach"): the mail hosts resolve (from /etc/hosts and its name server) to addresses
+# routed to loopback there, where a real Postfix is the upstream MX and every other port
+# refuses; the web host's name does not resolve (NXDOMAIN), as every name but a tunnel to an
+# SMTP port fails on the sensor, which resolves nothing.
+RESOLVED_TARGETS = {
     "mx.example.org": "192.0.2.25",
     "mail.example.net": "198.51.100.25",
-    "www.example.org": "203.0.113.80",
 }
+UNRESOLVED_TARGETS = ("www.example.org",)
+# Every host name the probes ask proxies to reach (normalise.py writes them all <HOST>).
+PROBE_TARGETS = (*RESOLVED_TARGETS, *UNRESOLVED_TARGETS)
+# The MTA behind the proxies there (proxies()): the sensor's tunnelled servers are told to be
+# the same software (smtp.tunnel_dialects), as its direct port is told which MTA it is compared
+# with, so a tunnel probe compares the proxies and what they relay, not which MTA a name has.
+UPSTREAM_DIALECT = "postfix"
 
 
 # --- fetch and unpack ---------------------------------------------------------------------------
@@ -577,7 +586,7 @@ def _squid_conf(etc: Path, root: Path) -> str:
 def squid(netns: Netns | None = None, cache: Path = CACHE) -> Iterator[Server]:
     """Squid 5.7 as Debian 12 ships it plus ``http_access allow all``, on 3128 and 8080."""
     with _running(
-        "squid", SQUID_PORTS, _squid_conf, netns=netns, extra_hosts=PROBE_TARGETS, cache=cache
+        "squid", SQUID_PORTS, _squid_conf, netns=netns, extra_hosts=RESOLVED_TARGETS, cache=cache
     ) as server:
         yield server
 
@@ -614,7 +623,7 @@ def _dante_conf(etc: Path, root: Path) -> str:
 def dante(netns: Netns | None = None, cache: Path = CACHE) -> Iterator[Server]:
     """Dante 1.4.2 (danted) without authentication, passing everything, on 1080."""
     with _running(
-        "dante", (1080,), _dante_conf, netns=netns, extra_hosts=PROBE_TARGETS, cache=cache
+        "dante", (1080,), _dante_conf, netns=netns, extra_hosts=RESOLVED_TARGETS, cache=cache
     ) as server:
         yield server
 
@@ -623,9 +632,10 @@ def dante(netns: Netns | None = None, cache: Path = CACHE) -> Iterator[Server]:
 
 
 def _dnsmasq_conf(etc: Path, root: Path) -> str:
-    """Answers the probe targets from /etc/hosts and NXDOMAIN for every other name, as the
-    Internet's DNS does for a name that does not exist: Squid then gives ERR_DNS_FAIL and
-    Dante "host unreachable", not the errors of a resolver that refuses."""
+    """Answers the resolved probe targets from /etc/hosts and NXDOMAIN for every other name,
+    as the Internet's DNS does for a name that does not exist: Squid 5.7 then gives
+    ERR_READ_ERROR (its FwdState drops the ERR_DNS_FAIL it built) and Dante "host
+    unreachable", not the errors of a resolver that refuses."""
     return textwrap.dedent(
         """
         exec dnsmasq --keep-in-foreground --no-resolv --no-poll --listen-address=127.0.0.1 \\
@@ -638,7 +648,7 @@ def _dnsmasq_conf(etc: Path, root: Path) -> str:
 @contextlib.contextmanager
 def dnsmasq(netns: Netns, cache: Path = CACHE) -> Iterator[Server]:
     with _running(
-        "dnsmasq", (53,), _dnsmasq_conf, netns=netns, extra_hosts=PROBE_TARGETS, cache=cache
+        "dnsmasq", (53,), _dnsmasq_conf, netns=netns, extra_hosts=RESOLVED_TARGETS, cache=cache
     ) as server:
         yield server
 
@@ -647,8 +657,8 @@ def dnsmasq(netns: Netns, cache: Path = CACHE) -> Iterator[Server]:
 def proxies(cache: Path = CACHE) -> Iterator[tuple[Server, Server, Server]]:
     """Squid and Dante in one namespace where every address is local and a real Postfix
     listens on port 25 as the upstream MX: a tunnel to "mx.example.org:25" reaches it, and
-    any other destination is refused, as a dead upstream would. A name server there knows
-    the probe targets and no other name."""
+    any other address or port is refused, as a dead upstream would. A name server there knows
+    the mail targets and no other name (RESOLVED_TARGETS)."""
     with (
         Netns("proxies", local_everything=True) as ns,
         dnsmasq(ns, cache),
@@ -697,6 +707,7 @@ allow_root = true
 
 [smtp]
 dialect = "{dialect}"
+tunnel_dialects = ["{UPSTREAM_DIALECT}"]
 
 [ports]
 smtp = {toml_list(ports.get("smtp", ()))}
