@@ -91,6 +91,7 @@ class Sensor:
     proc: subprocess.Popen | None = None
     stderr_path: Path | None = None
     extra: dict = field(default_factory=dict)
+    python: str = sys.executable  # the interpreter (and so the environment) it runs in
 
     @property
     def smtp_port(self) -> int:
@@ -100,7 +101,7 @@ class Sensor:
         assert self.stderr_path is not None
         err = open(self.stderr_path, "ab")  # noqa: SIM115 - kept open for the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "spampot", "sensor", "--config", str(self.config_path)],
+            [self.python, "-m", "spampot", "sensor", "--config", str(self.config_path)],
             stdout=err,
             stderr=err,
             stdin=subprocess.DEVNULL,

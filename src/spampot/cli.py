@@ -23,6 +23,9 @@ LAZY_COMMANDS = {
     "simulate": "spampot.simulate.cli:simulate",
     "status": "spampot.central.status_cli:status",
 }
+# Commands of the central server: they need the "central" extra (spampot.extras), which a
+# sensor does not install.
+CENTRAL_COMMANDS = frozenset({"collect", "export", "ingest", "report", "simulate", "status"})
 
 
 class LazyGroup(click.Group):
@@ -35,10 +38,34 @@ class LazyGroup(click.Group):
         if cmd_name in LAZY_COMMANDS:
             import importlib
 
+            if cmd_name in CENTRAL_COMMANDS:
+                from spampot import extras
+
+                try:
+                    extras.require(extras.CENTRAL, cmd_name)
+                except extras.ExtraMissing as exc:
+                    return _unavailable(cmd_name, extras.CENTRAL, str(exc))
+
             module, attr = LAZY_COMMANDS[cmd_name].split(":")
             command: click.Command = getattr(importlib.import_module(module), attr)
             return command
         return super().get_command(ctx, cmd_name)
+
+
+def _unavailable(name: str, extra: str, why: str) -> click.Command:
+    """A stand-in for a command whose extra is not installed: listed in ``--help``, and
+    saying what to install when run (exit status 1)."""
+
+    def refuse(**_: object) -> None:
+        raise click.ClickException(why)
+
+    return click.Command(
+        name,
+        callback=refuse,
+        help=f"(not installed here: needs spampot[{extra}])",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+    )
 
 
 @click.group(cls=LazyGroup)
