@@ -124,6 +124,29 @@ def test_unreadable_file_is_set_aside(tmp_path):
     assert record["file"] == "res-1/events/res-1-20260301T00.jsonl.gz" and record["line"] == 0
 
 
+def test_files_in_transfer_are_not_read(tmp_path):
+    """What a collection in progress, or one killed outright, leaves under raw/: rsync's files
+    in transfer (``.<name>.XXXXXX`` beside their final name, cut short). The ingest reads only
+    the sensor's own names, and the message files their events name, never one of these."""
+    from spampot.central.collect import IN_TRANSFER, sweep_transfers
+
+    build_known(tmp_path / "raw")
+    events = tmp_path / "raw" / "res-1" / "events"
+    whole = sorted(events.glob("*.jsonl.gz"))[0]
+    partial = whole.read_bytes()[: len(whole.read_bytes()) // 2]
+    leftovers = [
+        events / f".res-1-20260302T00.jsonl.gz.{suffix}" for suffix in ("Ab12Cd", "x9Y8z7")
+    ] + [events / ".late.jsonl.gz"]
+    for path in leftovers:
+        path.write_bytes(partial)
+    assert [IN_TRANSFER.fullmatch(p.name) is not None for p in leftovers] == [True, True, False]
+    result = ingest(cfg(tmp_path), NO_GEO)
+    assert result.files == 12 and result.damaged == [] and result.quarantined == 0
+    assert count(tmp_path / "warehouse", "messages") == 12
+    # The next collection sweeps rsync's leftovers; the ingest never needed it to.
+    assert sweep_transfers(tmp_path / "raw") == 2
+
+
 def test_torn_manifest_line_is_not_a_commit(tmp_path):
     build_known(tmp_path / "raw")
     ingest(cfg(tmp_path), NO_GEO)

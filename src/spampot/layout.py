@@ -155,6 +155,14 @@ def spool_file(relpath: str) -> bool:
     return bool(MESSAGE_RELPATH.fullmatch(relpath) or EVENTS_RELPATH.fullmatch(relpath))
 
 
+# The live and set-aside event file names of SensorLayout.current_events / rotating_events, for
+# recognising them in events/ (recovery at start, the rotation's leftovers).
+CURRENT_EVENTS_NAME = re.compile(r"current(?:-w(?P<worker>[0-9]+))?\.jsonl")
+ROTATING_EVENTS_NAME = re.compile(
+    r"rotating(?P<worker>-w[0-9]+)?-(?P<hour>[0-9]{8}T[0-9]{2})(?:\.(?P<n>[0-9]+))?\.jsonl"
+)
+
+
 def worker_suffix(worker: int) -> str:
     """Worker 0 writes ``current.jsonl``; worker k > 0 ``current-wk.jsonl``."""
     return f"-w{worker}" if worker else ""

@@ -63,6 +63,7 @@ from spampot.analysis.enrich import Enricher
 from spampot.analysis.event_reader import BATCH_SCHEMA, FileEvents, Rejected, read_events, to_table
 from spampot.analysis.sql import load_sql
 from spampot.contract import COLUMNS
+from spampot.layout import EVENTS
 
 # The warehouse tables written at ingest, each from sql/ingest_<table>.sql.
 TABLES = ("messages", "proxy_requests", "sessions", "smtp_events", "recipient_domains")
@@ -241,14 +242,18 @@ def scan_raw(raw_dir: Path) -> list[RawFile]:
     if not raw_dir.is_dir():
         return []
     for sensor_dir in sorted(raw_dir.iterdir()):
-        events = sensor_dir / "events"
+        events = sensor_dir / EVENTS  # raw/<sensor>/ mirrors the sensor's spool/
         if not events.is_dir():
             continue
         for entry in os.scandir(events):
-            if not entry.name.endswith(".jsonl.gz") or not entry.is_file(follow_symlinks=False):
+            # A dot-file is rsync's file in transfer (.<name>.XXXXXX), or one a killed rsync
+            # left (swept by the next collection): the sensor writes no name with a dot first.
+            if entry.name.startswith(".") or not entry.name.endswith(".jsonl.gz"):
+                continue
+            if not entry.is_file(follow_symlinks=False):
                 continue
             st = entry.stat(follow_symlinks=False)
-            rel = f"{sensor_dir.name}/events/{entry.name}"
+            rel = f"{sensor_dir.name}/{EVENTS}/{entry.name}"
             # <sensor>-<YYYYmmddTHH>[-n].jsonl.gz: sort by hour across sensors.
             stamp = entry.name.removesuffix(".jsonl.gz").rsplit("-", 2)
             hour = next((p for p in stamp if len(p) == 11 and p[8:9] == "T"), "")

@@ -504,7 +504,7 @@ def _drain(stream: IO[bytes] | None, into: collections.deque[bytes]) -> None:
 
 # rsync's name for a file in transfer: "." + the name + "." + six random characters (receiver.c,
 # get_tmpname()). No file the sensor writes starts with a dot (layout.spool_file).
-_IN_TRANSFER = re.compile(r"\..+\.[A-Za-z0-9]{6}")
+IN_TRANSFER = re.compile(r"\..+\.[A-Za-z0-9]{6}")
 
 
 def sweep_transfers(raw: Path) -> int:
@@ -512,7 +512,7 @@ def sweep_transfers(raw: Path) -> int:
     removed = 0
     for root, _dirs, files in os.walk(raw):
         for name in files:
-            if _IN_TRANSFER.fullmatch(name):
+            if IN_TRANSFER.fullmatch(name):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(root, name))
                     removed += 1

@@ -20,7 +20,12 @@ from typing import Any
 import msgspec
 
 from spampot.contract import EXTRA_FIELDS, PREFIX
-from spampot.layout import SensorLayout, worker_suffix
+from spampot.layout import (
+    CURRENT_EVENTS_NAME,
+    ROTATING_EVENTS_NAME,
+    SensorLayout,
+    worker_suffix,
+)
 from spampot.sensor.spool import gzip_bytes, syncfs
 
 # msgspec's encoder writes what the standard library's compact encoder with ensure_ascii=False
@@ -224,7 +229,7 @@ class EventFile:
         """This worker's files renamed aside, oldest first, with the hour each holds."""
         found = []
         for path in self.events_dir.glob(self.layout.rotating_glob(self.worker)):
-            match = _ASIDE.fullmatch(path.name)
+            match = ROTATING_EVENTS_NAME.fullmatch(path.name)
             if match and (match["worker"] or "") == self.suffix:
                 found.append((match["hour"], int(match["n"] or 0), path))
         return [(path, hour) for hour, _, path in sorted(found)]
@@ -378,21 +383,14 @@ class EventFile:
         return name
 
 
-# rotating[-w<k>]-<YYYYmmddTHH>[.<n>].jsonl: a live file renamed aside for compression.
-_ASIDE = re.compile(
-    r"rotating(?P<worker>-w[0-9]+)?-(?P<hour>[0-9]{8}T[0-9]{2})(?:\.(?P<n>[0-9]+))?\.jsonl"
-)
-# current[-w<k>].jsonl: a worker's live file.
-_LIVE = re.compile(r"current(?:-w(?P<worker>[0-9]+))?\.jsonl")
-
-
 def recover_event_files(data_dir: Path, sensor: str, policy: RotationPolicy) -> int:
     """At start, before any worker: close every event file a previous run left in ``events/``
     (of any worker, also of workers this run does not have) into ``spool/events/``."""
     events_dir = SensorLayout(data_dir).events
     workers: set[int] = set()
     for path in events_dir.glob("*.jsonl") if events_dir.is_dir() else ():
-        live, aside = _LIVE.fullmatch(path.name), _ASIDE.fullmatch(path.name)
+        live = CURRENT_EVENTS_NAME.fullmatch(path.name)
+        aside = ROTATING_EVENTS_NAME.fullmatch(path.name)
         if live:
             workers.add(int(live["worker"] or 0))
         elif aside:

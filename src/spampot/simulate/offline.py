@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from spampot import __version__
-from spampot.layout import SensorLayout
+from spampot.layout import EVENTS, CentralLayout, SensorLayout
 from spampot.protocols.common import printable
 from spampot.protocols.detect import ProxyServer
 from spampot.protocols.proxy import ProxyPolicy, ProxyRequest
@@ -419,7 +419,7 @@ class _SensorOut:
         self.base = base
         self.name = name
         self.opts = opts
-        self.events_dir = base / "events"
+        self.events_dir = base / EVENTS  # spool/events/, or raw/<sensor>/events/ (its copy)
         self.events_dir.mkdir(parents=True, exist_ok=True)
         self.carry: list[tuple[float, bytes]] = []
         self._dirs: set[str] = set()
@@ -477,7 +477,7 @@ class _SensorOut:
 
 def sensor_base(opts: OfflineOptions, sensor: str) -> Path:
     if opts.layout == "raw":
-        return opts.out / "raw" / sensor
+        return CentralLayout(opts.out).raw_for(sensor)
     return SensorLayout(opts.out / sensor).spool
 
 
