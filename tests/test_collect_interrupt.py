@@ -3,9 +3,11 @@
 Each ends with every message at the centre exactly once and byte-identical (the sha256 of its
 smtp.message event), nothing left on the sensor, and — checked by a reader that keeps opening
 every file under raw/ while collections run, as the ingest would — no partial file ever visible
-under raw/. A bandwidth limit slows the transfers, and each cut comes at a random moment after
-files have
-started arriving, so that cuts land in the middle of files.
+under raw/. A bandwidth limit slows the transfers, and each cut comes when rsync has one of the
+large files in transfer under raw/ (its dot-file is there, for a quarter of a second at the
+limit: an observable state, not a delay that a loaded machine stretches), after one to three of
+them, so that every cut lands in the middle of a file. Each run completes at most two large
+files, so every run has one left to be cut in, and work is left for the rerun.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from fleet import add_sensor, check_centre, collect_cmd, fill_spool, run_collect, write_inventory
+from spampot.central.collect import IN_TRANSFER
 from spampot.sensor.spool import is_complete_gzip
 from sshd import descendants, process_name
 
@@ -51,14 +54,47 @@ class RawReader(threading.Thread):
             time.sleep(0.01)
 
 
-def wait_for_arrivals(raw: Path, collector: subprocess.Popen, timeout: float = 10) -> None:
-    """Until a new file shows under raw/ (the transfer is under way) or the collector ends."""
-    before = sum(len(files) for _, _, files in os.walk(raw))
+def in_transfer(raw: Path) -> set[str]:
+    """The files rsync is writing under raw/ now (``.<name>.XXXXXX``)."""
+    return {
+        os.path.join(root, name)
+        for root, _dirs, files in os.walk(raw)
+        for name in files
+        if IN_TRANSFER.fullmatch(name)
+    }
+
+
+def final_name(dot_file: str) -> str:
+    """``.<name>.XXXXXX`` -> ``<name>``."""
+    return os.path.basename(dot_file)[1:-7]
+
+
+def wait_mid_file(
+    raw: Path,
+    collector: subprocess.Popen,
+    files: int,
+    large: set[str],
+    stale: set[str],
+    log: Path,
+    timeout: float = 120,
+) -> None:
+    """Until rsync has had ``files`` distinct ``large`` files in transfer and one is in
+    transfer now (dot-files in ``stale``, left by a killed rsync before this run, do not
+    count); fails if the collector ends first (the cut would prove nothing)."""
+    seen: set[str] = set()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and collector.poll() is None:
-        if sum(len(files) for _, _, files in os.walk(raw)) > before:
+    while True:
+        if collector.poll() is not None:
+            raise AssertionError(
+                f"the collection ended ({collector.returncode}) before the cut, after "
+                f"{len(seen)} large files seen in transfer: {log.name}: {log.read_text()[-2000:]}"
+            )
+        assert time.monotonic() < deadline, "no large file in transfer under raw/"
+        now = {path for path in in_transfer(raw) - stale if final_name(path) in large}
+        seen |= now
+        if now and len(seen) >= files:
             return
-        time.sleep(0.02)
+        time.sleep(0.005)
 
 
 def cut(how: str, collector: subprocess.Popen, sshd) -> None:
@@ -80,11 +116,19 @@ def cut(how: str, collector: subprocess.Popen, sshd) -> None:
 
 @pytest.mark.parametrize(
     ("how", "durable"),
-    [("kill-rsync", True), ("cut-ssh", True), ("crash-collector", False)],
+    [
+        ("kill-rsync", True),
+        ("cut-ssh", True),
+        ("crash-collector", True),
+        ("crash-collector", False),
+    ],
 )
 def test_cut_collections_then_rerun_deliver_each_message_once(sshd, tmp_path, how, durable):
     sensor = add_sensor(sshd, "br-01")
-    fill_spool(sensor, 250, big=8, big_size=250_000)  # about 0.75 MB + 2 MB of random data
+    big_size = 250_000
+    events = fill_spool(sensor, 250, big=8, big_size=big_size)  # 0.75 MB + 2 MB of random data
+    large = {os.path.basename(e["file"]) for e in events if e["size"] == big_size}
+    assert len(large) == 8
     central = tmp_path / "central"
     inventory = write_inventory(
         tmp_path / "inventory.toml",
@@ -98,14 +142,16 @@ def test_cut_collections_then_rerun_deliver_each_message_once(sshd, tmp_path, ho
     rng = random.Random(f"{how}-{durable}")
     failed = 0
     try:
-        for _ in range(3):
-            collector = subprocess.Popen(
-                collect_cmd(inventory, "--once", "--no-progress"),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            wait_for_arrivals(central / "raw", collector)
-            time.sleep(rng.uniform(0.05, 0.4))
+        for attempt in range(3):
+            log = tmp_path / f"collect-{attempt}.log"
+            stale = in_transfer(central / "raw")
+            with open(log, "wb") as err:
+                collector = subprocess.Popen(
+                    collect_cmd(inventory, "--once", "--no-progress"),
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                )
+            wait_mid_file(central / "raw", collector, rng.randint(1, 3), large, stale, log)
             cut(how, collector, sshd)
             failed += collector.wait(timeout=60) != 0
         left_between = len(sensor.spool_files())
@@ -114,7 +160,7 @@ def test_cut_collections_then_rerun_deliver_each_message_once(sshd, tmp_path, ho
     finally:
         reader.stop.set()
         reader.join(timeout=30)
-    assert failed >= 1, "no collection was interrupted: the test proved nothing"
+    assert failed == 3, "a collection was not interrupted"
     assert left_between > 0
     check_centre(central / "raw", sensor)
     assert sensor.spool_files() == []
