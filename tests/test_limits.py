@@ -253,6 +253,40 @@ def test_streaming_without_a_line_end_costs_at_most_the_limit(sensor_factory, po
     assert not [e for e in events if e["eventid"] == "spampot.smtp.error"]
 
 
+@pytest.mark.parametrize("dialect", ["google", "outlook"])
+def test_a_persona_advertising_150_mb_holds_at_most_the_message_cap(sensor_factory, dialect):
+    """The big providers advertise SIZE 157286400; the sensor holds and stores at most
+    smtp.message_cap of one message (here 4 MiB), reads the rest to its end and drops it,
+    answers the persona's own size refusal, and goes on."""
+    cap = 4 * 1024 * 1024
+    sensor: Sensor = sensor_factory(f'[smtp]\ndialect = "{dialect}"\nmessage_cap = {cap}\n')
+    assert sensor.proc is not None
+    pid = sensor.proc.pid
+    sock = _connect(sensor.ports["smtp"], timeout=30)
+    _reply(sock, b"\r\n")
+    sock.sendall(b"EHLO c.example\r\n")
+    assert b"SIZE 157286400\r\n" in _reply(sock, b"\r\n250 ")
+    sock.sendall(b"MAIL FROM:<a@b.example> SIZE=100000000\r\nRCPT TO:<v@example.org>\r\nDATA\r\n")
+    assert b"\r\n354 " in b"\r\n" + _reply(sock, b"\r\n354 ")
+    before = _rss_kib(pid)
+    line = b"x" * 1022 + b"\r\n"
+    chunk = line * 64
+    sent = 0
+    while sent < 64 * 1024 * 1024:  # 64 MB, 16 times the cap: bounded in count
+        sock.sendall(chunk)
+        sent += len(chunk)
+    sock.sendall(b".\r\n")
+    reply = _reply(sock, b"\r\n", timeout=60)
+    grown = _rss_kib(pid) - before
+    assert reply.startswith(b"552 "), reply
+    assert grown < cap // 1024 + 4096, f"RSS grew by {grown} KiB after {sent} bytes"
+    sock.sendall(b"NOOP\r\n")
+    assert _reply(sock, b"\r\n").startswith(b"250 ")
+    sock.close()
+    _last_close(sensor)  # this session's close: every event of it is written
+    assert not [e for e in sensor.events() if e["eventid"] == "spampot.smtp.message"]
+
+
 def _reply(sock: socket.socket, until: bytes, timeout: float = 15.0) -> bytes:
     sock.settimeout(timeout)
     out = b""

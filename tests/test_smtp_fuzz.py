@@ -81,7 +81,7 @@ class Run:
 
     def _take_output(self) -> None:
         out = self.server.data_to_send()
-        assert_replies(out)
+        assert_replies(out, self.server.dialect.echo_limit)
         self.out += out
 
     def _resolve(self, events: list) -> None:

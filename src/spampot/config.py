@@ -134,6 +134,7 @@ class SmtpSection:
     require_helo: bool = False
     max_line: int = _LIMITS.max_line
     max_message_size: int = _LIMITS.max_message_size
+    message_cap: int = _LIMITS.message_cap
     max_recipients: int = _LIMITS.max_recipients
     max_messages: int = _LIMITS.max_messages
     max_errors: int = _LIMITS.max_errors
@@ -143,6 +144,7 @@ class SmtpSection:
         return SmtpLimits(
             max_line=self.max_line,
             max_message_size=self.max_message_size,
+            message_cap=self.message_cap,
             max_recipients=self.max_recipients,
             max_messages=self.max_messages,
             max_errors=self.max_errors,
@@ -449,6 +451,8 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
             f"smtp.tunnel_dialects: unknown {', '.join(unknown_tunnel)} "
             f"(known: {', '.join(generic_dialects())})"
         )
+    if config.smtp.message_cap < 1:
+        raise ConfigError("smtp.message_cap must be at least 1 byte")
     if config.smtp.auth not in AUTH_OFFERS:
         raise ConfigError(f"smtp.auth must be one of {', '.join(AUTH_OFFERS)}")
     if config.smtp.smtps_ports and not config.smtp.starttls:

@@ -32,6 +32,7 @@ from spampot.protocols.common import (
     decode_client,
     reply_text,
 )
+from spampot.protocols.smtp_address import Fault, Path, check_path, sender_refused_at_rcpt
 from spampot.protocols.smtp_dialect import SmtpDialect, _static, render
 
 __all__ = [
@@ -58,6 +59,11 @@ class SmtpLimits:
 
     max_line: int = 0  # 0 = the dialect's (Postfix line_length_limit 2048; RFC 5321 asks 512)
     max_message_size: int = 0  # 0 = the dialect's message_size_limit
+    # The most bytes of one message the sensor holds and stores, whatever SIZE the persona
+    # advertises (Google and Outlook say 150 MiB): past it the message is read to its end
+    # but dropped, and answered with the persona's size refusal. The one source of the
+    # content analysis' bound (analysis.content.limits).
+    message_cap: int = 32 * 1024 * 1024
     max_recipients: int = 1000  # smtpd_recipient_limit (RFC 5321 §4.5.3.1.8: at least 100)
     max_messages: int = 1000  # messages accepted on one connection
     max_errors: int = 0  # a cap on the persona's own limits (0: the persona's alone)
@@ -249,6 +255,29 @@ def _as_written(parsed: bytes, params: bytes) -> str:
     return decode_client(text)
 
 
+def _word(arg: bytes) -> str:
+    """The first word, up to a colon or a blank (Sendmail's skipword() echoes it)."""
+    return decode_client(re.split(rb"[:\s]", arg, maxsplit=1)[0])
+
+
+def _is_bare(address: bytes) -> bool:
+    """A local part alone: no domain, no bang path, no percent hack."""
+    return bool(address) and not any(c in address for c in b"@!%")
+
+
+@functools.lru_cache(maxsize=256)
+def _help_lines(help_file: str, topic: str) -> tuple[str, ...]:
+    """The text of every helpfile line whose topic starts with ``topic`` (after one
+    separator, as Sendmail's help() skips one blank)."""
+    out = []
+    for entry in help_file.splitlines():
+        if entry.startswith("#") or not entry.startswith(topic):
+            continue
+        cut = min((i for i in (entry.find(" "), entry.find("\t")) if i >= 0), default=-1)
+        out.append(entry[cut + 1 :] if cut >= 0 else "")
+    return tuple(out)
+
+
 def _after_keyword(arg: bytes, keyword: bytes) -> bytes | None:
     """The rest after ``FROM:``/``TO:``, allowing the space many clients put after the colon."""
     if arg[: len(keyword)].upper() != keyword:
@@ -281,6 +310,7 @@ class SmtpServer:
     """One SMTP server session. The banner is ready in data_to_send() on creation."""
 
     __slots__ = (
+        "_advertised",
         "_auth",
         "_authenticated",
         "_buf",
@@ -289,6 +319,7 @@ class SmtpServer:
         "_close_after",
         "_discarding",
         "_errors",
+        "_esmtp",
         "_hard_at",
         "_held",
         "_known",
@@ -344,7 +375,11 @@ class SmtpServer:
         self.hostname = reply_text(hostname, 255)
         self.dialect = dialect
         self.limits = limits or SmtpLimits()
-        self._size_limit = self.limits.max_message_size or dialect.message_size_limit
+        # What EHLO's SIZE says and MAIL's SIZE= is checked against (0: no limit named),
+        # and what a message may hold here: that, and never more than the sensor's cap.
+        self._advertised = self.limits.max_message_size or dialect.message_size_limit
+        cap = self.limits.message_cap
+        self._size_limit = min(self._advertised, cap) if self._advertised else cap
         self._max_line = self.limits.max_line or dialect.line_length_limit
         self._known = _known_verbs(dialect)
         # Verbs that take no argument: one given goes through the full dispatcher.
@@ -392,6 +427,7 @@ class SmtpServer:
         self._long_pending = False  # the first line in _buf was cut at max_line
         self._discarding = False  # inside an over-long command line, until its LF
         self._errors = 0
+        self._esmtp = False  # the session began with EHLO: ESMTP parameters are read
         self._unknown = 0
         self._authenticated = False
         self._auth: _Auth | None = None
@@ -494,6 +530,7 @@ class SmtpServer:
         assert self.state is State.TLS
         self.tls = info
         self.helo = None
+        self._esmtp = False
         self._txn = _Transaction()
         self._to("tls_up")
 
@@ -518,6 +555,7 @@ class SmtpServer:
             return static
         return render(
             template,
+            self.dialect.echo_limit,
             host=self.hostname,  # made safe in __init__
             date=self.date,
             client_ip=self.client_ip,
@@ -566,6 +604,11 @@ class SmtpServer:
             if self.state in _NOT_READING_COMMANDS:
                 return
             nl = self._buf.find(b"\n")
+            if self.dialect.long_line == "split" and (
+                nl > self._max_line or (nl < 0 and len(self._buf) > self._max_line)
+            ):
+                self._split_piece(events)
+                continue
             if nl < 0:
                 if len(self._buf) > self._max_line + 1:  # +1: the CR before the LF
                     self._discarding = True
@@ -610,6 +653,17 @@ class SmtpServer:
         # The cut line, then what followed its end: _run() takes it as the next line.
         self._buf = self._buf.replace(b"\n", b" ") + b"\n" + data[nl + 1 :]
         self._long_pending = True
+
+    def _split_piece(self, events: list[SmtpEvent]) -> None:
+        """Exim's smtp_read_command(): a full buffer is returned as an unknown command, the
+        byte that did not fit is lost, and reading goes on from the next one."""
+        piece = self._buf[: self._max_line]
+        self._buf = self._buf[self._max_line + 1 :]
+        try:
+            self._unknown_command(b"", piece, events)
+        except ProtocolError as err:
+            err.raw = piece[:RAW_LIMIT]
+            self._error(err, events)
 
     def _long_line(self, head: bytes, events: list[SmtpEvent]) -> None:
         """An over-long command: Postfix runs its first max_line bytes, others refuse it."""
@@ -672,19 +726,20 @@ class SmtpServer:
 
     def _dispatch(self, line: bytes, events: list[SmtpEvent]) -> None:
         dialect = self.dialect
+        if dialect.check_utf8 and not line.isascii():
+            # Postfix checks the whole line read, NULs and what follows them included.
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise self._fail("bad_utf8", "bad UTF-8", line) from None
         raw = line
         if b"\0" in line:
             if dialect.nul == "reject":
                 raise self._fail("nul_in_command", "NUL in command", line)
             line = line[: line.index(b"\0")]  # C string semantics
-        if dialect.check_utf8 and not line.isascii():
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError:
-                raise self._fail("bad_utf8", "bad UTF-8", line) from None
         words = line.split(None, 1)
         if not words:
-            raise self._fail("bad_syntax", "empty command", raw, line=decode_client(raw))
+            raise self._fail("bad_syntax", "empty command", raw, line=decode_client(line))
         verb_raw = words[0]
         upper = verb_raw.upper()
         handler = _COMMANDS.get(upper)
@@ -746,6 +801,7 @@ class SmtpServer:
             key = key or ("ehlo_syntax" if ehlo else "helo_syntax")
             raise self._fail(key, "bad HELO name", line)
         self.helo = decode_client(arg)
+        self._esmtp = ehlo
         events.append(Helo("EHLO" if ehlo else "HELO", self.helo))
         self._txn = _Transaction()
         self._to("helo")
@@ -768,7 +824,7 @@ class SmtpServer:
         """The EHLO lines after the first (RFC 5321 §4.1.1.1), built once per variant."""
         return _ehlo_lines(
             self.dialect,
-            self._size_limit,
+            self._advertised,
             self.tls is not None,
             self.tls_available,
             self._auth_offered(),
@@ -781,13 +837,15 @@ class SmtpServer:
             raise self._fail("mail_after_bdat", "MAIL after BDAT", line)
         parsed = _after_keyword(arg, b"FROM:")
         if parsed is None or not parsed.strip():
-            raise self._fail("mail_syntax", "bad MAIL syntax", line, arg=decode_client(arg))
-        path = split_path(parsed)
+            raise self._fail(
+                "mail_syntax", "bad MAIL syntax", line, arg=decode_client(arg), keyword=_word(arg)
+            )
+        path = self._path("mail", parsed, line)
         if path is None:
             raise self._fail(
                 "bad_sender", "bad sender address", line, arg=decode_client(parsed.strip())
             )
-        address, params = path
+        address, params = path.address, path.params
         self._check_params(params, self.dialect.mail_params, "bad_mail_param", address, line)
         if self.messages >= self.limits.max_messages:
             events.append(Rejected("mail", 450, "messages"))
@@ -800,7 +858,7 @@ class SmtpServer:
             self._reply("storage_low")
             return
         size = _parse_size(params)
-        if size is not None and size > self._size_limit:
+        if size is not None and self._advertised and size > self._advertised:
             events.append(Rejected("mail", 552, "size"))
             self._reply("size_exceeded")
             return
@@ -813,11 +871,30 @@ class SmtpServer:
         else:
             self._reply("mail_ok", address=sender, path=_as_written(parsed, params))
 
+    def _path(self, role: str, parsed: bytes, line: bytes) -> Path | None:
+        """The path and parameters after FROM:/TO:, read as the persona reads them; its
+        refusal raised as a ProtocolError in the persona's words."""
+        split = split_path(parsed)
+        plain = None if split is None else Path(*split)
+        style = self.dialect.address_syntax
+        if style == "plain":
+            return plain
+        dialect = self.dialect
+        known = dialect.mail_params if role == "mail" else dialect.rcpt_params
+        result = check_path(
+            style, role, parsed, plain, esmtp=self._esmtp, params=known, host=self.hostname
+        )
+        if isinstance(result, Fault):
+            fields = {k: decode_client(v) for k, v in result.fields.items()}
+            key = result.key
+            raise self._fail(key, f"{role} address refused ({key})", line, **fields)
+        return result
+
     def _check_params(
         self, params: bytes, known: tuple[str, ...], key: str, address: bytes, line: bytes
     ) -> None:
-        if not params or not self.dialect.check_params:
-            return
+        if not params or not self.dialect.check_params or self.dialect.address_syntax == "exim":
+            return  # Exim's parameters were read with its address (smtp_address)
         for param in params.split():
             name = param.partition(b"=")[0].upper().decode("ascii", "replace")
             if name not in known:
@@ -836,7 +913,19 @@ class SmtpServer:
         if not address or b"@" in address or b"!" in address or b"%" in address:
             return False
         d = self.dialect
-        return not d.check_local_users or decode_client(address).lower() not in d.local_users
+        if d.bare_local_parts == "users":
+            return decode_client(address).lower() not in d.local_users
+        return d.bare_local_parts == "refuse"
+
+    def _local_address(self, address: bytes) -> bool:
+        """A bare local part, or one at the server's own name or localhost that routes nowhere
+        else (no "%" hack, no bang path: Sendmail sends those on)."""
+        if _is_bare(address):
+            return True
+        local, _, domain = address.rpartition(b"@")
+        if not local or b"%" in local or b"!" in local:
+            return False
+        return domain.rstrip(b".").lower() in (self.hostname.lower().encode(), b"localhost")
 
     def _cmd_rcpt(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
         if self.state is State.CHUNKED:
@@ -845,19 +934,27 @@ class SmtpServer:
             raise self._fail("need_mail", "RCPT before MAIL", line)
         parsed = _after_keyword(arg, b"TO:")
         if parsed is None or not parsed.strip():
-            raise self._fail("rcpt_syntax", "bad RCPT syntax", line, arg=decode_client(arg))
-        path = split_path(parsed)
-        if path is None or not path[0]:
+            raise self._fail(
+                "rcpt_syntax", "bad RCPT syntax", line, arg=decode_client(arg), keyword=_word(arg)
+            )
+        path = self._path("rcpt", parsed, line)
+        if path is None or not path.address:
             raise self._fail(
                 "bad_recipient", "bad recipient address", line, arg=decode_client(parsed.strip())
             )
-        address, params = path
+        address, params = path.address, path.params
         self._check_params(params, self.dialect.rcpt_params, "bad_rcpt_param", address, line)
-        if self._local_user_refused(address):
+        style = self.dialect.address_syntax
+        if style != "exim" and self._local_user_refused(address):  # Exim's: smtp_address
             raise self._fail(
                 "unknown_local_user", "unknown local user", line, address=decode_client(address)
             )
         txn = self._txn
+        if style == "sendmail" and sender_refused_at_rcpt(
+            style, txn.mail_from.encode("utf-8", "replace"), self.hostname
+        ):
+            written = _as_written(parsed, params)
+            raise self._fail("rcpt_sender_domain", "sender at a local name", line, path=written)
         if len(txn.rcpt_to) >= self.limits.max_recipients:
             # RFC 5321 §4.5.3.1.10: 452 tells the client to send the rest in another message.
             if not txn.over_limit:
@@ -868,6 +965,10 @@ class SmtpServer:
         rcpt = decode_client(address)
         txn.rcpt_to.append(rcpt)
         self._to("rcpt")
+        if "rcpt_ok_local" in self.dialect.replies and self._local_address(address):
+            # Sendmail: the local mailer's recipients are queued (delivery mode -odq).
+            self._reply("rcpt_ok_local", address=rcpt, path=_as_written(parsed, params))
+            return
         static = self._replies.get("rcpt_ok")
         if static is not None:
             self._send(static)
@@ -929,9 +1030,21 @@ class SmtpServer:
             raise self._fail(
                 "vrfy_local", "VRFY unknown local user", line, address=decode_client(address)
             )
+        if _is_bare(address) and "vrfy_user" in self.dialect.replies:
+            self._reply("vrfy_user", address=decode_client(address))
+            return
         self._reply("vrfy", arg=decode_client(arg), address=decode_client(address))
 
     def _cmd_expn(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
+        path = split_path(arg) if arg else None
+        address = path[0] if path is not None else arg
+        if (
+            _is_bare(address)
+            and "expn_user" in self.dialect.replies
+            and not self._local_user_refused(address)
+        ):
+            self._reply("expn_user", address=decode_client(address))  # Sendmail
+            return
         raise self._fail("expn", "EXPN refused", line, arg=decode_client(arg))
 
     def _cmd_etrn(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
@@ -942,7 +1055,18 @@ class SmtpServer:
         raise self._fail("etrn", "ETRN refused", line, arg=decode_client(arg))
 
     def _cmd_help(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
-        self._reply("help", arg=decode_client(arg))
+        if not arg or not self.dialect.help_file:
+            self._reply("help", arg=decode_client(arg))
+            return
+        # Sendmail's help(): every helpfile line whose topic starts with the argument (in
+        # lower case), or "504 ... HELP topic unknown" (the topic cut at 10 characters).
+        topic = decode_client(arg).lower()
+        lines = _help_lines(self.dialect.help_file, topic)
+        if not lines:
+            self._reply("help_unknown", topic=topic[:10])
+            return
+        out = b"".join(_continued(self._say("help_line", text=text)) for text in lines)
+        self._send(out + self._say("help_end"))
 
     def _cmd_quit(self, arg: bytes, line: bytes, events: list[SmtpEvent]) -> None:
         events.append(Quit())
@@ -1055,7 +1179,7 @@ class SmtpServer:
             events.append(Rejected("data", 552, "size"))
             self._txn = _Transaction()
             self._to("too_big")
-            self._reply("message_too_big")
+            self._reply("message_too_big", size=self._size_limit)
             return
         # RFC 5321 §4.5.2: drop the first "." of every line that starts with one.
         if body.startswith(b".") or b"\n." in body:

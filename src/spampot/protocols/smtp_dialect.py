@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from spampot.protocols.common import reply_text
+from spampot.protocols.smtp_address import ADDRESS_REPLY_KEYS, ADDRESS_SYNTAXES
 
 #: Every reply a dialect must define (the machine uses no other).
 REPLY_KEYS = frozenset(
@@ -120,7 +121,22 @@ REPLY_KEYS = frozenset(
 
 #: Replies a dialect may define where it differs (``<verb>_need_helo`` for helo_first).
 OPTIONAL_REPLY_KEYS = frozenset(
-    {"starttls_need_helo", "mail_need_helo", "bdat_need_helo", "helo_invalid"}
+    {
+        "starttls_need_helo",
+        "mail_need_helo",
+        "bdat_need_helo",
+        "helo_invalid",
+        # VRFY/EXPN of a bare local name the server takes (Sendmail: "250 2.1.5 <root@host>").
+        "vrfy_user",
+        # RCPT of a local recipient, where it differs (Sendmail: "(will queue)").
+        "rcpt_ok_local",
+        "expn_user",
+        # HELP <topic> from help_file: one line of a topic, the end, an unknown topic.
+        "help_line",
+        "help_end",
+        "help_unknown",
+        *ADDRESS_REPLY_KEYS,
+    }
 )
 
 #: The commands a dialect may list as known; any other verb gets ``unknown_command``.
@@ -164,8 +180,17 @@ class SmtpDialect:
     #: Local users VRFY and RCPT know when no domain is given (others: ``unknown_local_user``).
     #: Empty: every bare name is refused with ``vrfy_local``/``unknown_local_user``.
     local_users: tuple[str, ...] = ()
-    #: A bare local part (no "@") is a recipient only if it names a local user.
-    check_local_users: bool = True
+    #: A bare local part (no "@") as a recipient or VRFY argument: "users" takes the names in
+    #: ``local_users`` and refuses the rest; "refuse" refuses every one (Exim wants a domain);
+    #: "accept" takes every one (Sendmail's local mailer checks no user at RCPT time).
+    bare_local_parts: str = "users"
+    #: How MAIL/RCPT paths are read and refused (:mod:`spampot.protocols.smtp_address`).
+    address_syntax: str = "plain"
+    #: The most characters of client text a reply echoes. Exim echoes a whole command line
+    #: (its buffer holds 16384); the others cut or never echo long text.
+    echo_limit: int = 200
+    #: Sendmail's helpfile: "topic<TAB>text" lines, looked up by HELP <topic> (a prefix).
+    help_file: str = ""
     #: Unknown verbs that end the session with ``forbidden_command`` (Postfix's
     #: smtpd_forbidden_commands), a first word starting with a non-letter, a header name.
     forbidden_commands: tuple[str, ...] = ()
@@ -204,7 +229,8 @@ class SmtpDialect:
     #: The banner waits this long (Sendmail's greet_pause); 0 = at once.
     banner_delay: float = 0.0
     #: "truncate": an over-long command line is cut at the limit and run (Postfix);
-    #: "reject": answered ``line_too_long``.
+    #: "reject": answered ``line_too_long``; "split": read as pieces of the limit's length,
+    #: one byte dropped between them, each an unknown command (Exim's smtp_read_command()).
     long_line: str = "truncate"
     #: A command with a NUL byte: "truncate" (C string semantics, as Postfix) or "reject".
     nul: str = "truncate"
@@ -233,8 +259,15 @@ class SmtpDialect:
         bad = set(self.commands) - COMMANDS
         if bad:
             raise ValueError(f"dialect {self.name}: unknown commands {sorted(bad)}")
-        if self.long_line not in ("truncate", "reject") or self.nul not in ("truncate", "reject"):
-            raise ValueError(f"dialect {self.name}: long_line and nul are truncate or reject")
+        if self.long_line not in ("truncate", "reject", "split"):
+            raise ValueError(f"dialect {self.name}: long_line is truncate, reject or split")
+        if self.nul not in ("truncate", "reject"):
+            raise ValueError(f"dialect {self.name}: nul is truncate or reject")
+        if self.bare_local_parts not in ("users", "refuse", "accept"):
+            raise ValueError(f"dialect {self.name}: bare_local_parts is users, refuse or accept")
+        if self.address_syntax not in ADDRESS_SYNTAXES:
+            known = ", ".join(sorted(ADDRESS_SYNTAXES))
+            raise ValueError(f"dialect {self.name}: address_syntax is one of {known}")
         if self.error_limit_style not in ("separate", "continue"):
             raise ValueError(f"dialect {self.name}: error_limit_style is separate or continue")
         if set(self.uncounted) - REPLY_KEYS:
@@ -276,6 +309,13 @@ _FIELDS = frozenset(
         "mechanism",
         "code",
         "param_name",
+        "rest",
+        "lead",
+        "head",
+        "local",
+        "topic",
+        "text",
+        "keyword",
     }
 )
 
@@ -311,8 +351,11 @@ def _wire(text: str) -> bytes:
 
 #: Fields whose values come from the client: made printable ASCII before they are written.
 CLIENT_FIELDS = frozenset(
-    {"helo", "arg", "address", "path", "param", "param_name", "line", "mechanism"}
-)
+    {
+        "helo", "arg", "address", "path", "param", "param_name", "line", "mechanism", "rest",
+        "lead", "head", "local", "topic", "keyword",
+    }
+)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1024)
@@ -322,19 +365,29 @@ def _names(template: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-@functools.lru_cache(maxsize=4096)
-def _filled(template: str, values: tuple[tuple[str, str], ...]) -> bytes:
-    """One rendering, kept: a banner or an EHLO line is the same for every client."""
-    safe = {k: reply_text(v, 200) if k in CLIENT_FIELDS else v for k, v in values}
+#: Values longer than this are rendered without the cache (it would hold them otherwise).
+_CACHED_VALUE = 256
+
+
+def _fill(template: str, values: tuple[tuple[str, str], ...], limit: int) -> bytes:
+    safe = {k: reply_text(v, limit) if k in CLIENT_FIELDS else v for k, v in values}
     return _wire(template.format_map(_Default(safe)))
 
 
-def render(template: str, **values: object) -> bytes:
-    """A reply on the wire: fields filled (client text made safe), lines joined with CRLF."""
+_filled = functools.lru_cache(maxsize=4096)(_fill)
+"""One rendering, kept: a banner or an EHLO line is the same for every client."""
+
+
+def render(template: str, limit: int = 200, **values: object) -> bytes:
+    """A reply on the wire: fields filled (client text made safe and cut at ``limit``, the
+    persona's echo_limit), lines joined with CRLF."""
     static = _static(template)
     if static is not None:
         return static
-    return _filled(template, tuple((n, str(values.get(n, ""))) for n in _names(template)))
+    filled = tuple((n, str(values.get(n, ""))) for n in _names(template))
+    if any(len(v) > _CACHED_VALUE for _, v in filled):
+        return _fill(template, filled, limit)
+    return _filled(template, filled, limit)
 
 
 class _Default(dict[str, str]):

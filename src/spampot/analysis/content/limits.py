@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spampot.protocols.smtp import SmtpLimits
+
 
 @dataclass(frozen=True, slots=True)
 class ContentLimits:
-    # Bytes of one stored message read. Spam is a few kilobytes; the personas admit up to
-    # 150 MiB (the big providers' SIZE), and past this the row says the message was truncated.
-    max_message_bytes: int = 32 * 1024 * 1024
+    # Bytes of one stored message read: the most a sensor stores with its default
+    # smtp.message_cap (whatever SIZE a persona advertises). Spam is a few kilobytes; a
+    # sensor configured with a larger cap gets rows that say the message was truncated.
+    max_message_bytes: int = SmtpLimits().message_cap
     # MIME parts walked, and nesting depth. Postfix's mime_nesting_limit is 100; real mail
     # rarely nests beyond 5. 100 parts is SpamAssassin's default for its MIME walk bound.
     max_parts: int = 100
