@@ -1310,22 +1310,40 @@ def test_postfix_error_delay_and_hard_limit():
     c = Client()
     _, out = c.send(b"XX\r\n" * 9)
     assert out == (UNKNOWN + b"\r\n") * 9 and c.server.delay == 0
-    _, out = c.send(b"XX\r\nNOOP\r\n")
+    _, out = c.send(b"XX\r\n")
     assert out == UNKNOWN + b"\r\n"  # the 10th error's reply is not yet delayed
-    assert c.server.delay == 1.0 and c.server.waiting  # the NOOP's 250 is held
-    assert c.server.data_to_send() == b""
+    _, out = c.send(b"NOOP\r\n")
+    assert out == b"" and c.server.delay == 1.0 and c.server.waiting  # the 250 is held
     assert c.server.resume() == [] and c.server.data_to_send() == OK
     assert c.server.delay == 0
-    for _n in range(11, 21):
+    for _n in range(11, 20):
         _events, out = c.send(b"XX\r\n")
         assert out == b"" and c.server.delay == 1.0
         c.server.resume()
         assert c.server.data_to_send() == UNKNOWN + b"\r\n"
-    # 20 errors: the 421 is itself delayed, then the session ends.
-    assert c.server.delay == 1.0 and not c.server.closing
+    _events, out = c.send(b"XX\r\n")  # the 20th error
     c.server.resume()
-    assert c.server.data_to_send() == b"421 4.7.0 mx.example.net Error: too many errors\r\n"
+    # 20 errors: the 421 is itself delayed, sent with the 20th error's reply (no read between
+    # them, so no flush), then the session ends.
+    assert c.server.data_to_send() == b"" and c.server.delay == 1.0 and not c.server.closing
+    c.server.resume()
+    assert c.server.data_to_send() == (
+        UNKNOWN + b"\r\n421 4.7.0 mx.example.net Error: too many errors\r\n"
+    )
     assert c.server.closing
+
+
+def test_replies_pipelined_before_a_delay_wait_with_it():
+    """A real server flushes its replies only when it waits for input: what a client
+    pipelined is answered all at once after the delay, never the first replies before it."""
+    c = Client()
+    c.send(b"XX\r\n" * 9)
+    _, out = c.send(b"XX\r\nNOOP\r\nNOOP\r\n")
+    assert out == b"" and c.server.delay == 1.0
+    c.server.resume()
+    assert c.server.data_to_send() == b"" and c.server.delay == 1.0  # the second NOOP's wait
+    c.server.resume()
+    assert c.server.data_to_send() == UNKNOWN + b"\r\n" + OK + OK
 
 
 def test_exim_error_limits():

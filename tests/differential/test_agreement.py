@@ -22,9 +22,9 @@ from probes import DESIGNED, load
 # (``python3 bench/differential.py``): a ratchet that fails on any regression. Whoever
 # improves a pair raises its figures here in the same commit.
 THRESHOLDS: dict[tuple[str, str], tuple[int, int]] = {
-    ("postfix", "designed"): (70, 69),  # of 70
-    ("exim", "designed"): (69, 68),  # of 70
-    ("sendmail", "designed"): (69, 68),  # of 70
+    ("postfix", "designed"): (74, 74),  # of 74
+    ("exim", "designed"): (73, 73),  # of 74
+    ("sendmail", "designed"): (73, 71),  # of 74
     ("squid", "designed"): (39, 39),  # of 40
     ("dante", "designed"): (29, 29),  # of 32
     ("postfix", "heldout"): (24, 24),  # of 24

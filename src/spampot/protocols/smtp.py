@@ -36,6 +36,7 @@ from spampot.protocols.smtp_address import Fault, Path, check_path, sender_refus
 from spampot.protocols.smtp_dialect import SmtpDialect, _static, render
 
 __all__ = [
+    "HOLD_LIMIT",
     "TRANSITIONS",
     "AuthAttempt",
     "ClientError",
@@ -198,6 +199,11 @@ _HELO_NAME = re.compile(
 #: States in which the buffer holds no command to read (content, a wait, or nothing).
 _NOT_READING_COMMANDS = frozenset({State.DATA, State.CHUNK, State.STORING, State.TLS, State.CLOSED})
 _IN_TXN = (State.MAIL, State.RCPT)
+#: Replies held back with a delayed one, at most (a real server's output buffer, which it
+#: writes when full): a connection in a delay costs no more than this and one reply.
+HOLD_LIMIT = 4096
+#: A header field's first line (RFC 5322 §2.2: printable ASCII but the colon, then a colon).
+_HEADER_LINE = re.compile(rb"[!-9;-~]+:")
 
 
 def split_path(arg: bytes) -> tuple[bytes, bytes] | None:
@@ -313,30 +319,42 @@ class SmtpServer:
         "_advertised",
         "_auth",
         "_authenticated",
+        "_bare_lf",
         "_buf",
         "_checked",
         "_chunk_left",
         "_close_after",
         "_discarding",
+        "_early",
         "_errors",
         "_esmtp",
+        "_greeting",
         "_hard_at",
         "_held",
+        "_junk",
+        "_junk_verbs",
         "_known",
         "_last_bdat",
+        "_last_chunk",
         "_last_size",
         "_long_pending",
         "_max_line",
         "_msg",
         "_msg_oversize",
+        "_nonmail",
+        "_once_used",
         "_out",
         "_replies",
         "_scanned",
         "_size_limit",
         "_skip",
+        "_slow_counts",
+        "_slow_index",
         "_soft_at",
         "_txn",
         "_unknown",
+        "_wait",
+        "_watch",
         "auth_offer",
         "client_ip",
         "closing",
@@ -429,9 +447,22 @@ class SmtpServer:
         self._errors = 0
         self._esmtp = False  # the session began with EHLO: ESMTP parameters are read
         self._unknown = 0
+        # Per-command counters some personas keep (see _before_command, _after_command).
+        self._junk = 0
+        self._nonmail = 0
+        self._once_used: set[bytes] = set()
+        self._slow_counts = [0] * len(dialect.slowdowns)
+        self._slow_index = _slow_index(dialect)
+        self._junk_verbs = _verbs(dialect.junk_commands)
+        self._watch = _watched(dialect)
+        self._wait = 0.0  # a delay the next reply waits (a slowdown), taken by _send()
+        self._early = False  # the client talked before the banner (banner_early)
+        self._bare_lf = 0  # LFs without a CR before them in the BDAT bytes so far
+        self._last_chunk = 0
         self._authenticated = False
         self._auth: _Auth | None = None
-        if dialect.banner_delay > 0:  # Sendmail's greet_pause: the adapter's timer sends it
+        self._greeting = dialect.banner_delay > 0
+        if self._greeting:  # Sendmail's greet_pause: the adapter's timer sends it
             self._held = self._say("banner")
             self.delay = dialect.banner_delay
         else:
@@ -451,6 +482,11 @@ class SmtpServer:
     def buffered(self) -> int:
         """Bytes held for the client: bounded by max_line, or by the message size in DATA."""
         return len(self._buf) + len(self._msg) + len(self._held)
+
+    @property
+    def message_limit(self) -> int:
+        """The most of one message held: the persona's limit, within smtp.message_cap."""
+        return self._size_limit
 
     @property
     def max_line(self) -> int:
@@ -477,6 +513,12 @@ class SmtpServer:
         if self.state is State.CLOSED or self.closing or self.state is State.TLS:
             return []
         events: list[SmtpEvent] = []
+        if self._greeting and data and not self._early and "banner_early" in self.dialect.replies:
+            # greet_pause: a client that talks before the greeting is a bot; the banner and
+            # most commands refuse it from now on.
+            self._early = True
+            self._held = self._say("banner_early")
+            self._watch = self._watch | self._known
         if self._skip:
             skipped = min(self._skip, len(data))
             self._skip -= skipped
@@ -497,6 +539,10 @@ class SmtpServer:
         if not self.delay:
             return []
         self.delay = 0.0
+        self._greeting = False
+        # What was held goes out first; if another delay starts before the input runs out,
+        # it is held again with the replies after it (_send), as a server that flushes only
+        # when it waits for input would.
         self._out.append(self._held)
         self._held = b""
         if self._close_after:
@@ -510,9 +556,13 @@ class SmtpServer:
         """The message is safely on disk: acknowledge it (and only now, invariant 2)."""
         assert self.state is State.STORING
         self.messages += 1
+        self._once_used.clear()  # Exim: a new message allows one more RSET, HELO, STARTTLS
+        if self.dialect.forgive_errors:  # Postfix forgives errors once a message is queued
+            self._errors = 0
+            self._junk = 0
         self._to("stored")
         self._reply("bdat_queued" if self._last_bdat else "queued", queue_id=queue_id,
-                    size=self._last_size)  # fmt: skip
+                    size=self._last_size, chunk=self._last_chunk)  # fmt: skip
         return self._after_message()
 
     def message_deferred(self) -> list[SmtpEvent]:
@@ -568,15 +618,27 @@ class SmtpServer:
         self._send(static if static is not None else self._say(key, **values))
 
     def _send(self, reply: bytes) -> None:
-        """Queue a reply, or hold it for the adapter's delay (the persona's error sleep)."""
+        """Queue a reply, or hold it for the adapter's delay (the persona's error sleep or
+        slowdown). The replies queued since the input was last read are held with it: a real
+        server flushes its output only when it waits for input, so a client that pipelined
+        sees none of them before the delay is over."""
+        wait = self._wait
         if self._errors >= self._soft_at:
-            if self.delay:  # already holding one (a second reply in the same step)
-                self._held += reply
-            else:
-                self._held = reply
-                self.delay = self.dialect.error_delay
+            wait = max(wait, self.dialect.error_delay)
+        if wait <= 0:
+            self._out.append(reply)
             return
-        self._out.append(reply)
+        self._wait = 0.0
+        if self.delay:  # already holding (a second reply in the same step)
+            self._held += reply
+            return
+        out = self._out
+        if out and sum(map(len, out)) + len(reply) <= HOLD_LIMIT:
+            self._held = b"".join(out) + reply
+            out.clear()
+        else:  # a full output buffer is written, as the real server's would be
+            self._held = reply
+        self.delay = wait
 
     def _fail(self, key: str, detail: str, raw: bytes = b"", **values: object) -> ProtocolError:
         """The error for ``key`` in the dialect's words; raise it where the fault is found."""
@@ -674,6 +736,66 @@ class SmtpServer:
 
     def _command(self, line: bytes, events: list[SmtpEvent]) -> None:
         """One command line: dispatched, and any ProtocolError answered here (the one place)."""
+        verb = b""
+        if self._watch and self.state is not State.AUTH:
+            # A persona that counts some commands (slowdowns, junk, nonmail, early talker).
+            head = line[:9].split(None, 1)
+            verb = head[0].upper() if head else b""
+            if verb in self._watch:
+                try:
+                    self._before_command(verb, line, events)
+                except ProtocolError as err:
+                    err.raw = line[:RAW_LIMIT]
+                    self._error(err, events)
+                    self._after_command(verb)
+                    return
+        self._dispatch_command(line, events)
+        if verb:
+            self._after_command(verb)
+
+    def _before_command(self, verb: bytes, line: bytes, events: list[SmtpEvent]) -> None:
+        """Counts kept before a command runs; a refusal is raised as a ProtocolError."""
+        dialect = self.dialect
+        if self._early and verb in self._known:
+            if verb in (b"HELO", b"EHLO"):
+                raise self._fail("early_helo", "talked before the banner", line)
+            if _ascii(verb) not in dialect.early_allowed:
+                self._unknown += 1
+                if dialect.unknown_command_limit and self._unknown > dialect.unknown_command_limit:
+                    err = self._fail("too_many_unknown", "too many bad commands", line)
+                    events.append(Rejected("connect", int(err.reply[:3]), "errors"))
+                    err.close = True
+                    raise err
+                raise self._fail("early_rejected", "talked before the banner", line)
+        if dialect.nonmail_limit:
+            name = _ascii(verb)
+            group = next((g for g in dialect.nonmail_once if name in g), None)
+            counted = name in dialect.nonmail_commands or (
+                group is not None and verb in self._once_used
+            )
+            if group is not None:
+                self._once_used.update(v.encode() for v in group)
+            if counted:
+                self._nonmail += 1
+                if self._nonmail > dialect.nonmail_limit:
+                    err = self._fail("too_many_nonmail", "too many nonmail commands", line)
+                    events.append(Rejected("connect", int(err.reply[:3]), "errors"))
+                    err.close = True
+                    raise err
+        index = self._slow_index.get(verb)
+        if index is not None:
+            self._slow_counts[index] += 1
+            self._wait = dialect.slowdowns[index].delay(self._slow_counts[index])
+
+    def _after_command(self, verb: bytes) -> None:
+        """Postfix counts junk commands after their reply: past the limit each is an error."""
+        self._wait = 0.0
+        if verb in self._junk_verbs:
+            if self._junk > self.dialect.junk_command_limit:
+                self._errors += 1
+            self._junk += 1
+
+    def _dispatch_command(self, line: bytes, events: list[SmtpEvent]) -> None:
         try:
             if self.state is State.AUTH:
                 self._auth_response(line, events)
@@ -1006,8 +1128,10 @@ class SmtpServer:
         if self.state is State.RCPT:
             self._msg = bytearray()
             self._msg_oversize = False
+            self._bare_lf = 0
         self._to("bdat")
         self._chunk_left = size
+        self._last_chunk = size
         self._scanned = 1 if last else 0  # reused as the LAST flag while in a chunk
         if size == 0:
             self._chunk_done(events)
@@ -1200,10 +1324,24 @@ class SmtpServer:
                 self._msg_oversize = True
                 self._msg = bytearray()
             else:
-                self._msg += data[:take]
+                piece = data[:take]
+                if self.dialect.bdat_count != "raw" and b"\n" in piece:
+                    crlf = piece.count(b"\r\n") + (piece[:1] == b"\n" and self._msg[-1:] == b"\r")
+                    self._bare_lf += piece.count(b"\n") - crlf
+                self._msg += piece
         self._buf = data[take:] + self._buf
         if not self._chunk_left:
             self._chunk_done(events)
+
+    def _counted(self) -> int:
+        """The message's size as the persona's BDAT replies count it (bdat_count)."""
+        style = self.dialect.bdat_count
+        if style == "raw":
+            return len(self._msg)
+        size = len(self._msg) + self._bare_lf
+        if style == "exim" and not _HEADER_LINE.match(self._msg):
+            size += 1  # the blank line Exim puts before a body that has no header
+        return size
 
     def _chunk_done(self, events: list[SmtpEvent]) -> None:
         last = self._scanned == 1
@@ -1217,9 +1355,10 @@ class SmtpServer:
             return
         if not last:
             self._to("chunk")
-            self._reply("bdat_chunk_ok", size=len(self._msg))
+            self._reply("bdat_chunk_ok", size=self._counted(), chunk=self._last_chunk)
             return
         body = bytes(self._msg)
+        self._last_bdat, self._last_size = True, self._counted()
         self._msg = bytearray()
         txn = self._txn
         events.append(
@@ -1227,7 +1366,6 @@ class SmtpServer:
                 self.helo, txn.mail_from, txn.mail_params, tuple(txn.rcpt_to), body, bdat=True
             )
         )
-        self._last_bdat, self._last_size = True, len(body)
         self._to("last_chunk")
 
     def _after_message(self) -> list[SmtpEvent]:
@@ -1240,6 +1378,26 @@ class SmtpServer:
 @functools.lru_cache(maxsize=256)
 def _ascii(verb: bytes) -> str:
     return verb.decode("ascii", "backslashreplace")
+
+
+@functools.lru_cache(maxsize=64)
+def _verbs(names: tuple[str, ...]) -> frozenset[bytes]:
+    return frozenset(n.encode() for n in names)
+
+
+@functools.lru_cache(maxsize=64)
+def _slow_index(dialect: SmtpDialect) -> dict[bytes, int]:
+    """Each slowed-down command's counter (Slowdown) by verb."""
+    return {c.encode(): i for i, slow in enumerate(dialect.slowdowns) for c in slow.commands}
+
+
+@functools.lru_cache(maxsize=64)
+def _watched(dialect: SmtpDialect) -> frozenset[bytes]:
+    """The verbs a persona counts before or after running them (empty for most)."""
+    names = set(dialect.junk_commands) | {c for s in dialect.slowdowns for c in s.commands}
+    if dialect.nonmail_limit:
+        names |= set(dialect.nonmail_commands) | {c for g in dialect.nonmail_once for c in g}
+    return frozenset(n.encode() for n in names)
 
 
 @functools.lru_cache(maxsize=64)

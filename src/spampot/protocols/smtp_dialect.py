@@ -135,6 +135,11 @@ OPTIONAL_REPLY_KEYS = frozenset(
         "help_line",
         "help_end",
         "help_unknown",
+        # Talking before a delayed banner (early_allowed), and Exim's nonmail limit.
+        "banner_early",
+        "early_helo",
+        "early_rejected",
+        "too_many_nonmail",
         *ADDRESS_REPLY_KEYS,
     }
 )
@@ -149,6 +154,29 @@ COMMANDS = frozenset(
 
 #: How each server names a queued message (see :func:`queue_id`).
 QUEUE_ID_STYLES = frozenset({"postfix", "exim", "sendmail", "exchange", "google", "hex"})
+
+
+@dataclass(frozen=True, slots=True)
+class Slowdown:
+    """Sendmail's checksmtpattack(): one counter for ``commands``; from the ``after``-th use
+    on, each reply waits count // after + 2 ** (count - after) seconds, at most ``longest``
+    (MAXTIMEOUT) and the shift at most 8 (MAXSHIFT). Sendmail sleeps; the sensor holds the
+    reply on the adapter's timer (see SmtpServer.delay)."""
+
+    commands: tuple[str, ...]
+    after: int
+    longest: float = 240.0
+
+    def delay(self, count: int) -> float:
+        if count < self.after:
+            return 0.0
+        shift = count - self.after
+        first = count // self.after
+        wait = self.longest if shift > 8 else min(float(2**shift), self.longest)
+        wait -= first
+        if wait >= self.longest or wait < 0:
+            wait = self.longest
+        return first + wait
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # compared and hashed by identity: loaded once
@@ -246,6 +274,28 @@ class SmtpDialect:
     message_size_limit: int = 10_240_000
     #: MAIL/RCPT parameters are checked against the lists above.
     check_params: bool = False
+    #: Commands whose repetition is slowed down (Sendmail's checksmtpattack()).
+    slowdowns: tuple[Slowdown, ...] = ()
+    #: Past ``junk_command_limit`` of these, each one counts as an error too (Postfix's
+    #: smtpd_junk_command_limit: NOOP, VRFY, ETRN, RSET, HELO, EHLO).
+    junk_commands: tuple[str, ...] = ()
+    junk_command_limit: int = 0
+    #: A queued message forgives the errors and junk commands before it (Postfix).
+    forgive_errors: bool = False
+    #: Exim's smtp_accept_max_nonmail: past ``nonmail_limit`` of these commands the session
+    #: ends with ``too_many_nonmail``. Each group of ``nonmail_once`` is free once per
+    #: message (RSET, HELO/EHLO, STARTTLS).
+    nonmail_commands: tuple[str, ...] = ()
+    nonmail_once: tuple[tuple[str, ...], ...] = ()
+    nonmail_limit: int = 0
+    #: With a ``banner_early`` reply: a client that talks before the (delayed) banner gets it
+    #: instead, HELO/EHLO get ``early_helo``, these commands work, the rest ``early_rejected``
+    #: (Sendmail's greet_pause: "554 ... not accepting messages").
+    early_allowed: tuple[str, ...] = ()
+    #: How BDAT replies count a message's bytes: "raw" as sent; "crlf" with every line end as
+    #: CRLF (Postfix); "exim" that, and the blank line Exim adds before a body that does not
+    #: start with a header.
+    bdat_count: str = "raw"
 
     def __post_init__(self) -> None:
         missing = REPLY_KEYS - set(self.replies)
@@ -263,6 +313,8 @@ class SmtpDialect:
             raise ValueError(f"dialect {self.name}: long_line is truncate, reject or split")
         if self.nul not in ("truncate", "reject"):
             raise ValueError(f"dialect {self.name}: nul is truncate or reject")
+        if self.bdat_count not in ("raw", "crlf", "exim"):
+            raise ValueError(f"dialect {self.name}: bdat_count is raw, crlf or exim")
         if self.bare_local_parts not in ("users", "refuse", "accept"):
             raise ValueError(f"dialect {self.name}: bare_local_parts is users, refuse or accept")
         if self.address_syntax not in ADDRESS_SYNTAXES:
@@ -316,6 +368,7 @@ _FIELDS = frozenset(
         "topic",
         "text",
         "keyword",
+        "chunk",
     }
 )
 
