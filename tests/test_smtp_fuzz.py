@@ -143,8 +143,9 @@ class Run:
         for event in self.events:
             if isinstance(event, MessageReceived):
                 assert 1 <= len(event.rcpt_to) <= limits.max_recipients
+                # The persona's limit within the sensor's cap (Sendmail names no limit).
                 size = limits.max_message_size or self.server.dialect.message_size_limit
-                assert len(event.data) <= size
+                assert len(event.data) <= min(size or limits.message_cap, limits.message_cap)
             elif isinstance(event, ClientError):
                 assert event.reply + b"\r\n" in out
                 assert len(event.raw) <= 256
