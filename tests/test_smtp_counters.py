@@ -7,7 +7,7 @@ the adapter's timer, never slept."""
 
 from __future__ import annotations
 
-from spampot.protocols.smtp import HOLD_LIMIT, Rejected
+from spampot.protocols.smtp import HOLD_LIMIT, MessageReceived, Rejected
 from test_smtp_protocol import Client, dialect
 
 OK_POSTFIX = b"250 2.0.0 Ok\r\n"
@@ -119,6 +119,31 @@ def test_postfix_forgives_errors_once_a_message_is_queued():
     exim = greeted("exim")  # Exim forgives nothing: its limit (3) is per session
     exim.send(b"FOO\r\n" * 4)
     assert exim.server.closing
+
+
+def test_a_queued_message_waits_behind_a_delayed_reply_of_the_same_read():
+    """Past Postfix's soft error limit every reply waits for the timer; a message pipelined
+    in the same read is queued (and its errors forgiven) while DATA's reply still waits, and
+    its "queued as" goes out after that reply, never ahead of it."""
+    c = greeted("postfix")
+    c.send(b"FOO\r\n" * 10)
+    events, out = c.send(
+        b"MAIL FROM:<a@b.example>\r\nRCPT TO:<v@example.org>\r\nDATA\r\nHi\r\n.\r\n"
+    )
+    assert out == b""
+    server, sent = c.server, b""
+    for _ in range(10):  # the adapter: the timer fires, the disk acknowledges
+        if any(isinstance(e, MessageReceived) for e in events):
+            events = server.message_stored("4AB3C2D1E0")
+        elif server.delay:
+            events = server.resume()
+        else:
+            break
+        sent += server.data_to_send()
+    assert sent.endswith(
+        b"250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+        b"250 2.0.0 Ok: queued as 4AB3C2D1E0\r\n"
+    )
 
 
 def test_exim_ends_the_session_at_the_eleventh_nonmail_command():

@@ -625,12 +625,12 @@ class SmtpServer:
         wait = self._wait
         if self._errors >= self._soft_at:
             wait = max(wait, self.dialect.error_delay)
+        self._wait = 0.0
+        if self.delay:  # already holding: every later reply of this step waits behind it,
+            self._held += reply  # also one without a delay of its own (a queued message's)
+            return
         if wait <= 0:
             self._out.append(reply)
-            return
-        self._wait = 0.0
-        if self.delay:  # already holding (a second reply in the same step)
-            self._held += reply
             return
         out = self._out
         if out and sum(map(len, out)) + len(reply) <= HOLD_LIMIT:
