@@ -290,9 +290,19 @@ def test_tunnel_dialects_narrow_the_common_mtas_and_leave_the_providers():
 
 def test_a_tunnel_meets_the_configured_mta(sensor_factory):
     sensor = sensor_factory(extra='[smtp]\ntunnel_dialects = ["sendmail"]\n')
-    for i in range(3):
+    for i in range(3):  # each waits out Sendmail's greet_pause (1 s)
         host = f"mx{i}.example{i}.org".encode()
-        reply = exchange(sensor.ports["http"], b"CONNECT " + host + b":25 HTTP/1.1\r\n\r\nQUIT\r\n")
+        # QUIT only after the banner: Sendmail's greet_pause refuses a client that talks first.
+        with socket.create_connection(("127.0.0.1", sensor.ports["http"]), timeout=10) as s:
+            s.sendall(b"CONNECT " + host + b":25 HTTP/1.1\r\n\r\n")
+            reply = b""
+            while b"\r\n220 " not in reply and b"\r\n\r\n220 " not in reply:
+                chunk = s.recv(4096)
+                assert chunk, reply
+                reply += chunk
+            while not reply.endswith(b"\r\n"):
+                reply += s.recv(4096)
+            s.sendall(b"QUIT\r\n")
         assert b"ESMTP Sendmail" in reply, reply
 
 
