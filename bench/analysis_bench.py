@@ -4,8 +4,11 @@
 
 1. **Ingest**: ``--ingest-events`` events in the sensor's exact format (encoded by the sensor's
    own EventBuffer; sessions of 1-6 emails, proxied or direct, as the paper's mix), gzip-rotated
-   like the sensor's files, read into the warehouse by ``spampot ingest`` (enrichment with the
-   bundled geoip2fast data included). Events/s of wall time and per CPU-second, peak RSS.
+   like the sensor's files, read into the warehouse by ``spampot ingest`` (every line
+   validated; no address look-ups, one DuckDB thread) and, in the same rounds, by the bare
+   baseline: DuckDB's JSON reader into the same tables with nothing validated (and, with
+   ``--compare-python``, by another installation's ingest, e.g. an older checkout's).
+   Events per CPU-second and per second, peak RSS, CPU against the baseline's of its round.
 2. **Report scaling**: warehouses of ``--sizes`` million emails (plus 0.276 proxy requests per
    email, the paper's 145 M / 525 M) written directly as Parquet in the warehouse's schema with
    the paper's distributions (Tables 3-6: countries, ASes, ports, outcomes; 9.16 recipients per
@@ -205,7 +208,45 @@ def make_events(raw: Path, n_events: int, seed: int = 7) -> int:
     return total
 
 
-def bench_ingest(work: Path, n_events: int, runs: int) -> dict:
+def bare_ingest(raw: Path, warehouse: Path) -> int:
+    """The baseline: the same event files into the same tables by DuckDB's own JSON reader,
+    with nothing validated (what ``spampot ingest`` did before the event contract)."""
+    import duckdb
+
+    from spampot.analysis.ingest import TABLES
+    from spampot.analysis.sql import load_sql
+    from spampot.contract import COLUMNS
+
+    files = sorted(str(p) for p in raw.glob("*/events/*.jsonl.gz"))
+    columns = {name: kind for name, kind in COLUMNS.items()}
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = false")
+    con.execute(
+        "CREATE TEMP TABLE ipinfo (src_ip VARCHAR, country VARCHAR, asn BIGINT,"
+        " as_name VARCHAR, as_country VARCHAR, geo_source VARCHAR)"
+    )
+    con.execute(
+        f"""CREATE TEMP TABLE batch_events AS
+        SELECT * EXCLUDE (timestamp, filename), timestamp AS ts,
+            regexp_extract(filename, '([^/]+)/events/[^/]+$', 1) AS raw_sensor
+        FROM read_json({files!r}, format = 'newline_delimited', columns = {columns!r},
+            filename = true)"""
+    )
+    rows = 0
+    for table in TABLES:
+        row = con.execute(
+            f"COPY ({load_sql(f'ingest_{table}')}) TO '{warehouse / table}'"
+            " (FORMAT parquet, PARTITION_BY (day), COMPRESSION snappy)"
+        ).fetchone()
+        rows += int(row[0]) if row else 0
+    con.close()
+    return rows
+
+
+def bench_ingest(work: Path, n_events: int, runs: int, compare_python: str | None = None) -> dict:
+    """Rounds of: ``spampot ingest``, the bare baseline (and another installation's ingest,
+    ``compare_python``), each in a fresh process, back to back; medians and same-round
+    ratios."""
     raw = work / f"events-{n_events}"
     marker = raw / "COUNT"
     if not marker.exists():
@@ -215,28 +256,54 @@ def bench_ingest(work: Path, n_events: int, runs: int) -> dict:
         run_measured([sys.executable, __file__, "_make_events", str(raw), str(n_events)])
     count = int(marker.read_text())
     size = sum(p.stat().st_size for p in raw.glob("*/events/*.gz"))
-    results = []
-    for i in range(runs):
-        warehouse = work / "ingest-warehouse"
-        shutil.rmtree(warehouse, ignore_errors=True)
-        m = run_measured(spampot("ingest", "--raw", str(raw), "--warehouse", str(warehouse)))
-        m["events_per_s"] = count / m["wall_s"]
-        m["events_per_cpu_s"] = count / m["cpu_s"]
-        log(
-            f"ingest run {i + 1}: {m['wall_s']:.2f} s, {m['events_per_s']:,.0f} events/s,"
-            f" {m['events_per_cpu_s']:,.0f} events/CPU-s, {m['max_rss_mib']:,.0f} MiB"
-        )
-        m.pop("stdout")
-        results.append(m)
-    shutil.rmtree(work / "ingest-warehouse", ignore_errors=True)
-    return {
-        "events": count,
-        "gzip_bytes": size,
-        "runs": results,
-        "median_events_per_s": statistics.median(r["events_per_s"] for r in results),
-        "median_events_per_cpu_s": statistics.median(r["events_per_cpu_s"] for r in results),
-        "max_rss_mib": max(r["max_rss_mib"] for r in results),
+    ingest_args = ["ingest", "--raw", str(raw), "--no-geoip2fast", "--threads", "1"]
+    variants = {
+        "ingest": lambda wh: spampot(*ingest_args, "--warehouse", str(wh)),
+        "bare": lambda wh: [sys.executable, __file__, "_bare_ingest", str(raw), str(wh)],
     }
+    if compare_python:
+        variants["compared"] = lambda wh: [
+            compare_python,
+            "-m",
+            "spampot",
+            *ingest_args,
+            "--warehouse",
+            str(wh),
+        ]
+    results: dict[str, list[dict]] = {name: [] for name in variants}
+    for i in range(runs):
+        for name, command in variants.items():
+            warehouse = work / "ingest-warehouse"
+            shutil.rmtree(warehouse, ignore_errors=True)
+            warehouse.mkdir(parents=True)
+            m = run_measured(command(warehouse))
+            m.pop("stdout")
+            m["events_per_s"] = count / m["wall_s"]
+            m["events_per_cpu_s"] = count / m["cpu_s"]
+            m["loadavg"] = os.getloadavg()[0]
+            log(
+                f"{name} run {i + 1}: {m['wall_s']:.2f} s, {m['cpu_s']:.2f} CPU-s,"
+                f" {m['events_per_cpu_s']:,.0f} events/CPU-s, {m['max_rss_mib']:,.0f} MiB,"
+                f" load {m['loadavg']:.1f}"
+            )
+            results[name].append(m)
+    shutil.rmtree(work / "ingest-warehouse", ignore_errors=True)
+    out: dict = {"events": count, "gzip_bytes": size}
+    for name, measured in results.items():
+        out[name] = {
+            "runs": measured,
+            "median_cpu_s": statistics.median(r["cpu_s"] for r in measured),
+            "median_events_per_s": statistics.median(r["events_per_s"] for r in measured),
+            "median_events_per_cpu_s": statistics.median(r["events_per_cpu_s"] for r in measured),
+            "max_rss_mib": max(r["max_rss_mib"] for r in measured),
+        }
+    # CPU of each against the bare baseline's in the same round.
+    for name in results:
+        if name != "bare":
+            out[name]["cpu_over_bare"] = statistics.median(
+                a["cpu_s"] / b["cpu_s"] for a, b in zip(results[name], results["bare"], strict=True)
+            )
+    return out
 
 
 # --- 2. paper-shaped warehouse -----------------------------------------------------------
@@ -547,6 +614,9 @@ def main() -> None:
         raw = Path(sys.argv[2])
         (raw / "COUNT").write_text(str(make_events(raw, int(sys.argv[3]))))
         return
+    if len(sys.argv) == 4 and sys.argv[1] == "_bare_ingest":
+        print(bare_ingest(Path(sys.argv[2]), Path(sys.argv[3])))
+        return
     if len(sys.argv) == 4 and sys.argv[1] == "_make_warehouse":
         make_warehouse(Path(sys.argv[2]), int(sys.argv[3]) * 1_000_000)
         return
@@ -560,6 +630,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="5,20,50", help="report sizes, millions of emails")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument(
+        "--compare-python",
+        help="another installation's python (e.g. an older checkout's venv): its ingest too",
+    )
     parser.add_argument("--skip-report", action="store_true")
     parser.add_argument("--skip-baseline", action="store_true", help="no pandas comparison")
     parser.add_argument("--json-out", type=Path)
@@ -567,7 +641,9 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     result: dict = {"cores": os.cpu_count(), "loadavg_start": os.getloadavg()}
     if not args.skip_ingest:
-        result["ingest"] = bench_ingest(args.work, args.ingest_events, args.runs)
+        result["ingest"] = bench_ingest(
+            args.work, args.ingest_events, args.runs, args.compare_python
+        )
     if not args.skip_report:
         sizes = [int(s) for s in args.sizes.split(",") if s]
         result["report"] = bench_report(args.work, sizes, args.runs, args.skip_baseline)
@@ -580,10 +656,15 @@ def main() -> None:
     summary = []
     if "ingest" in result:
         i = result["ingest"]
-        summary.append(
-            f"ingest {i['median_events_per_s']:,.0f} events/s"
-            f" ({i['median_events_per_cpu_s']:,.0f}/CPU-s, {i['max_rss_mib']:,.0f} MiB)"
-        )
+        for name in ("ingest", "bare", "compared"):
+            if name in i:
+                s = i[name]
+                summary.append(
+                    f"{name} {s['median_events_per_cpu_s']:,.0f} events/CPU-s"
+                    f" ({s['median_events_per_s']:,.0f}/s, {s['max_rss_mib']:,.0f} MiB"
+                    + (f", {s['cpu_over_bare']:.2f}x bare's CPU" if "cpu_over_bare" in s else "")
+                    + ")"
+                )
     if "report" in result:
         r = result["report"]
         for m, s in r["sizes"].items():

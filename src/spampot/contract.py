@@ -28,7 +28,8 @@ import msgspec
 PREFIX: Final = "spampot."
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
-Count = Annotated[int, msgspec.Meta(ge=0)]
+# At most what a BIGINT column holds (a count beyond it is no real count).
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 # Bounded so that a hostile or corrupted line cannot put megabytes in one cell. The sensor's
 # own limits are far below (a header line is at most max_header_bytes, an address 256 bytes).
 Text = Annotated[str, msgspec.Meta(max_length=65536)]
@@ -261,6 +262,36 @@ BY_NAME: Final[dict[str, type[Event]]] = {eventid(c).removeprefix(PREFIX): c for
 EXTRA_FIELDS: Final[dict[str, frozenset[str]]] = {
     name: frozenset(cls.__struct_fields__) - frozenset(Event.__struct_fields__)
     for name, cls in BY_NAME.items()
+}
+
+
+class _Required:
+    """The default of a field that has none (see :data:`FIELD_ORDER`)."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Final = _Required()
+
+
+def _layout(cls: type[Event]) -> tuple[tuple[str, object], ...]:
+    info = msgspec.inspect.type_info(cls)
+    assert isinstance(info, msgspec.inspect.StructType)
+    out = []
+    for f in info.fields:
+        if f.default_factory is not msgspec.inspect.NODEFAULT:
+            raise TypeError(f"{cls.__name__}.{f.name}: a default factory has no fixed spelling")
+        out.append((f.name, REQUIRED if f.required else f.default))
+    return tuple(out)
+
+
+#: Event id without the prefix -> every field after ``eventid``, in declaration order, with
+#: its default (or :data:`REQUIRED`). The sensor writes each line in this order with every
+#: field (a default where the call site gave none): one spelling per event, which is what the
+#: ingest's fast check takes (``spampot.analysis.line_check``).
+FIELD_ORDER: Final[dict[str, tuple[tuple[str, object], ...]]] = {
+    name: _layout(cls) for name, cls in BY_NAME.items()
 }
 
 

@@ -60,7 +60,7 @@ import pyarrow as pa
 from spampot.analysis.content.batch import EVENT as CONTENT_EVENT
 from spampot.analysis.content.batch import ContentExtractor, ContentOptions
 from spampot.analysis.enrich import Enricher
-from spampot.analysis.event_reader import BATCH_SCHEMA, FileEvents, Rejected, read_events, to_table
+from spampot.analysis.event_reader import BATCH_SCHEMA, Rejected, drop_batch, load_batch
 from spampot.analysis.sql import load_sql
 from spampot.contract import COLUMNS
 from spampot.layout import EVENTS
@@ -425,59 +425,49 @@ class Ingester:
     def _ingest_batch(self, files: list[RawFile], result: IngestResult, replaces: str = "") -> bool:
         """Read, write and commit one batch; False when ``strict`` held it back."""
         cfg = self.config
-        read: list[FileEvents] = []
+        contents: list[tuple[str, bytes | None, str | None]] = []
         for raw in files:
             try:
-                data = (cfg.raw_dir / raw.rel).read_bytes()
+                contents.append((raw.rel, (cfg.raw_dir / raw.rel).read_bytes(), None))
             except OSError as exc:  # vanished or unreadable since the scan
-                data = b""
-                problem = f"cannot read the file: {exc.strerror}"
-                fe = FileEvents(raw.rel, raw.rel.split("/", 1)[0], damaged=problem)
-                fe.rejected.append(Rejected(raw.rel, 0, problem, ""))
-                read.append(fe)
-                continue
-            read.append(read_events(raw.rel, data))
-        rejected = [r for fe in read for r in fe.rejected]
-        if rejected and cfg.strict:
-            first = rejected[0]
-            result.held_back = f"{first.file} line {first.line}: {first.reason}" + (
-                f" (and {len(rejected) - 1} more)" if len(rejected) > 1 else ""
-            )
-            return False
-        bid = batch_id(files, replaces)
-        self._write_batch(bid, files, read, rejected, result, replaces)
+                contents.append((raw.rel, None, f"cannot read the file: {exc.strerror}"))
+        wanted = frozenset().union(*(t.events for t in self.tables))
+        try:
+            read = load_batch(self.con, contents, wanted)
+            del contents  # the lines are in DuckDB's tables now
+            rejected = read.rejected
+            if rejected and cfg.strict:
+                first = rejected[0]
+                result.held_back = f"{first.file} line {first.line}: {first.reason}" + (
+                    f" (and {len(rejected) - 1} more)" if len(rejected) > 1 else ""
+                )
+                return False
+            bid = batch_id(files, replaces)
+            self._write_batch(bid, files, read.valid, rejected, result, replaces)
+        finally:
+            drop_batch(self.con)
         return True
 
     def _write_batch(
         self,
         bid: str,
         files: list[RawFile],
-        read: list[FileEvents],
+        valid: int,
         rejected: list[Rejected],
         result: IngestResult,
         replaces: str,
     ) -> None:
-        con = self.con
         cfg = self.config
-        valid = sum(fe.count for fe in read)  # every valid event, stored or not
-        events = to_table(read, frozenset().union(*(t.events for t in self.tables)))
-        del read[:]  # the Python objects are no longer needed: the table holds the columns
-        con.register("batch_events", events)
-        try:
-            new_addresses = self._enrich()
-            staging = cfg.warehouse / STAGING / bid
-            staging.mkdir(parents=True, exist_ok=True)
-            rows: dict[str, int] = {}
-            written: list[tuple[Path, Path]] = []
-            batch = Batch(bid, files, cfg.raw_dir)
-            for table in self.tables:
-                rows[table.name] = self._write_table(table, batch, staging)
-                for part in (staging / table.name).glob("day=*/*.parquet"):
-                    written.append(
-                        (part, cfg.warehouse / table.name / part.parent.name / part.name)
-                    )
-        finally:
-            con.unregister("batch_events")
+        new_addresses = self._enrich()
+        staging = cfg.warehouse / STAGING / bid
+        staging.mkdir(parents=True, exist_ok=True)
+        rows: dict[str, int] = {}
+        written: list[tuple[Path, Path]] = []
+        batch = Batch(bid, files, cfg.raw_dir)
+        for table in self.tables:
+            rows[table.name] = self._write_table(table, batch, staging)
+            for part in (staging / table.name).glob("day=*/*.parquet"):
+                written.append((part, cfg.warehouse / table.name / part.parent.name / part.name))
         if rejected:
             kept = staging / "quarantine.jsonl"
             with open(kept, "w", encoding="utf-8") as out:

@@ -1,0 +1,270 @@
+"""The ingest's SQL check of event lines (spampot.analysis.line_check) against the contract's
+msgspec decoder, the authority: a line the SQL accepts is one the decoder accepts, with the
+same values; the lines a sensor writes are the SQL's to take; every line ends up judged as
+the decoder judges it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import os
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spampot import contract
+from spampot.analysis.event_reader import (
+    BATCH_SCHEMA,
+    FileEvents,
+    drop_batch,
+    load_batch,
+    to_table,
+)
+from spampot.analysis.line_check import line_check
+from spampot.sensor.events import Clock, EventBuffer
+
+FUZZ_EXAMPLES = int(os.environ.get("SPAMPOT_FUZZ_EXAMPLES", "300"))
+REL = "s1/events/s1-20260302T10.jsonl.gz"
+BASE = {
+    "session": "4f2a0c1d9e8b",
+    "src_ip": "198.51.100.7",
+    "src_port": 4000,
+    "dst_ip": "192.0.2.1",
+    "dst_port": 1080,
+}
+
+
+def sensor_lines() -> list[bytes]:
+    """One line of each frequent event, as the sensor's encoder writes it."""
+    encode = EventBuffer("br-01", Clock()).encode
+    return [
+        encode("session.open", BASE, "New connection"),
+        encode("session.open", {**BASE, "proxied_by": "127.0.0.2"}, "New connection"),
+        encode(
+            "proxy.request",
+            BASE,
+            "CONNECT",
+            protocol="socks5",
+            version="5",
+            method="CONNECT",
+            target_host="mx.example",
+            target_port=25,
+            outcome="smtp",
+            reply="granted",
+            auth={"method": "userpass", "username": "u", "password": "p"},
+        ),
+        encode(
+            "proxy.request",
+            BASE,
+            "GET",
+            protocol="http",
+            version="HTTP/1.1",
+            method="GET",
+            target_host="example.com",
+            target_port=80,
+            auth=None,
+            outcome="get",
+            reply="200",
+            error=None,
+            headers=[["Host", "example.com"]],
+        ),
+        encode(
+            "smtp.message",
+            BASE,
+            "Message",
+            via="socks5",
+            target_host="mx.example",
+            target_port=25,
+            helo="pc",
+            mail_from="a@b.example",
+            mail_params=None,
+            rcpt_to=["c@d.example", "Ünï@例え.jp"],
+            size=3000,
+            sha256="0f" * 32,
+            queue_id="4F2A0C1D9E",
+            file="2026-03-02/1080/198.51.100.7/100000-4F2A0C1D9E.eml.gz",
+        ),
+        encode(
+            "session.close",
+            BASE,
+            "closed",
+            duration_s=1.25,
+            bytes_in=9000,
+            bytes_out=400,
+            reason="quit",
+        ),
+        encode("smtp.auth", BASE, "AUTH", mechanism="PLAIN", username="u", password=None),
+        encode("smtp.reject", BASE, "too big", stage="data", code=552, why="size"),
+        encode("smtp.error", BASE, "bad", error="syntax", reply="500 no", input="\x16\x03junk"),
+        encode("sensor.stop", dict.fromkeys(BASE), "stop", version="0.1", worker=1),
+    ]
+
+
+def check(lines: list[bytes]) -> tuple[list[tuple[bool, dict]], int, list]:
+    """The SQL's verdict and columns per line, the batch's valid count, its rejected lines."""
+    con = duckdb.connect()
+    try:
+        text = b"".join(lines)
+        read = load_batch(con, [(REL, gzip.compress(text), None)])
+        names = [f.name for f in BATCH_SCHEMA]
+        rows = {
+            r[0]: (bool(r[1]), dict(zip(names, r[2:], strict=True)))
+            for r in con.execute(
+                f"SELECT line_no, ok, {', '.join(names)} FROM batch_checked"
+            ).fetchall()
+        }
+        drop_batch(con)
+    finally:
+        con.close()
+    # A file that is not UTF-8 throughout is the decoder's alone: no line has the SQL's verdict.
+    verdicts = [rows.get(n, (False, {})) for n in range(1, len(lines) + 1)]
+    return verdicts, read.valid, [(r.line, r.reason) for r in read.rejected]
+
+
+def decoded_row(line: bytes) -> dict | None:
+    """The columns the decoder's path gives a line, or None if it rejects the line."""
+    events = FileEvents(REL, "s1")
+    try:
+        event = contract.DECODER.decode(line)
+    except (contract.msgspec.DecodeError, contract.msgspec.ValidationError, UnicodeDecodeError):
+        return None
+    events.events[type(event)].append(event)
+    (row,) = to_table([events]).to_pylist()
+    return row
+
+
+def test_every_line_a_sensor_writes_is_taken_by_the_sql_with_the_decoders_values():
+    lines = sensor_lines()
+    verdicts, valid, rejected = check(lines)
+    assert rejected == [] and valid == len(lines)
+    for line, (ok, row) in zip(lines, verdicts, strict=True):
+        assert ok, line
+        assert row == decoded_row(line), line
+
+
+def test_the_sql_covers_the_frequent_events():
+    covered = line_check().covered
+    for name in ("session.open", "session.close", "proxy.request", "smtp.message"):
+        assert contract.PREFIX + name in covered
+    assert "spampot.sensor.limit" not in covered  # a dict: the decoder's alone
+
+
+def _spell(pairs: list[tuple[str, str]]) -> bytes:
+    return ("{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in pairs) + "}\n").encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+def _pairs(line: bytes) -> list[tuple[str, str]]:
+    record = json.loads(line)
+    return [
+        (k, json.dumps(v, ensure_ascii=False, separators=(",", ":"))) for k, v in record.items()
+    ]
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+    | st.sampled_from(
+        [
+            "2026-03-02T10:00:00.000000Z",
+            "2026-03-02T10:00:00Z",
+            "2026-03-02T10:00:00+02:00",
+            "2026-03-02T24:00:00.000000Z",
+            "0000-03-02T10:00:00.000000Z",
+            "2026-02-30T10:00:00.000000Z",
+            "2026-03-02t10:00:00.000000z",
+            "2026-03-02T10:00:00.000000Z\n",
+            "a" * 2000,
+            "1" * 70,
+            "socks5",
+            "smtp",
+            "0f" * 32,
+            "0F" * 32,
+        ]
+    ),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _value_text(value: object, ascii_only: bool) -> str:
+    return json.dumps(value, ensure_ascii=ascii_only, separators=(",", ":"), allow_nan=True)
+
+
+@st.composite
+def mutated_lines(draw: st.DrawFn) -> bytes:
+    pairs = _pairs(draw(st.sampled_from(sensor_lines())))
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(
+            st.sampled_from(["value", "drop", "twice", "swap", "extra", "space", "comma", "bytes"])
+        )
+        i = draw(st.integers(0, len(pairs) - 1))
+        if kind == "value":
+            pairs[i] = (pairs[i][0], _value_text(draw(json_values), draw(st.booleans())))
+        elif kind == "drop" and len(pairs) > 1:
+            del pairs[i]
+        elif kind == "twice":
+            pairs.append((pairs[i][0], _value_text(draw(json_values), True)))
+        elif kind == "swap":
+            j = draw(st.integers(0, len(pairs) - 1))
+            pairs[i], pairs[j] = pairs[j], pairs[i]
+        elif kind == "extra":
+            pairs.insert(i, (draw(st.text(max_size=6)), _value_text(draw(json_values), True)))
+    line = _spell(pairs)
+    if kind == "space":
+        at = draw(st.integers(0, len(line) - 1))
+        line = line[:at] + b" " + line[at:]
+    elif kind == "comma":
+        line = line.replace(b"]", b",]", 1) if b"]" in line else line.replace(b"}\n", b",}\n")
+    elif kind == "bytes":
+        at = draw(st.integers(0, len(line) - 2))
+        line = line[:at] + draw(st.binary(min_size=0, max_size=3)) + line[at + 1 :]
+    return line.replace(b"\n", b" ").rstrip(b" ") + b"\n"
+
+
+@settings(
+    max_examples=max(FUZZ_EXAMPLES // 3, 20),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(lines=st.lists(mutated_lines(), min_size=1, max_size=12))
+def test_a_line_the_sql_accepts_is_one_the_decoder_accepts_with_the_same_values(lines):
+    verdicts, valid, rejected = check(lines)
+    expected_valid = 0
+    for line, (ok, row) in zip(lines, verdicts, strict=True):
+        decoded = decoded_row(line)
+        expected_valid += decoded is not None
+        if ok:
+            assert decoded is not None, line
+            assert row == decoded, line
+    # And the batch as a whole: the decoder's verdict on every line, whoever gave it.
+    assert valid == expected_valid
+    assert len(rejected) == sum(1 for line in lines if line.strip()) - expected_valid
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["2026-03-02T10:00:00.000000Z", "2026-03-02T10:00:00Z", "2026-03-02T12:00:00+02:00"],
+)
+def test_every_spelling_of_an_instant_is_the_same_timestamp(stamp):
+    pairs = [
+        (k, json.dumps(stamp) if k == "timestamp" else v) for k, v in _pairs(sensor_lines()[0])
+    ]
+    line = _spell(pairs)
+    con = duckdb.connect()
+    try:
+        read = load_batch(con, [(REL, gzip.compress(line), None)])
+        assert read.valid == 1 and read.rejected == []
+        row = con.execute("SELECT ts FROM batch_events").fetchone()
+    finally:
+        con.close()
+    assert row == (dt.datetime(2026, 3, 2, 10, 0),)
