@@ -112,3 +112,46 @@ def test_html_figures_render_in_chromium(site, tmp_path):
             bands.append(y - start)
             start = None
     assert len([b for b in bands if b >= 150]) >= 2, bands  # Figures 2 and 3 drawn
+
+
+def test_html_navigation_reaches_every_table_and_each_legend_is_drawn_once(site, tmp_path):
+    import re
+
+    chromium = need_tool("chromium")
+    out = site / "html-nav"
+    assert spampot("report", "--inventory", site / "inventory.toml", "--out", out,
+                   "--quiet").returncode == 0  # fmt: skip
+    flags = ["--headless", "--no-sandbox", "--disable-gpu",
+             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", (out / "report.html").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    report = json.loads((out / "report.json").read_text())
+    nav = re.search(r"<nav>(.*?)</nav>", dom, re.S)
+    assert nav is not None
+    linked = set(re.findall(r'href="#([^"]+)"', nav.group(1)))
+    sections = set(re.findall(r'<section id="([^"]+)"', dom))
+    shown = {t["key"] for t in report["tables"]} | {f["key"] for f in report["figures"]}
+    assert sections <= shown and linked == sections, (sections - linked, linked - sections)
+    for key in ("sensor_tags", "sensor_isps", "sensors", "top_recipient_domains"):
+        assert key in linked  # the tables beyond the paper too
+    # One legend per figure, the one drawn in the SVG beside the plot.
+    for figure in report["figures"]:
+        section = re.search(rf'<section id="{figure["key"]}">(.*?)</section>', dom, re.S)
+        assert section is not None
+        for series in figure["series"]:
+            label = series["label"][:22]
+            assert section.group(1).count(f">{label}</text>") == 1, (figure["key"], label)
+        assert "■" not in section.group(1)
+    # Table 4: no column repeating two others; the unknown AS has no country.
+    table4 = re.search(r'<section id="table4_ases">(.*?)</section>', dom, re.S)
+    assert table4 is not None
+    heads = re.findall(r"<th>(.*?)</th>", table4.group(1))
+    assert heads == ["#", "ASN", "AS Name", "AS CC", "Emails", "%"]
+    unknown = re.search(r"<tr>((?:(?!</tr>).)*>unknown<(?:(?!</tr>).)*)</tr>", table4.group(1))
+    assert unknown is not None
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", unknown.group(1))
+    assert cells[2:4] == ["unknown", "—"]

@@ -135,7 +135,7 @@ def test_default_source_report_says_no_as_numbers(tmp_path):
     countries = report.table("table3_countries").rows
     assert countries == [(1, "US", 2, 66.67), (2, "unknown", 1, 33.33)]
     ases = report.table("table4_ases")
-    assert ases.rows[0][1] is None and ases.rows[0][5] == 2  # a name, no number
+    assert ases.rows[0][1] is None and ases.rows[0][4] == 2  # a name, no number
     assert any("No AS numbers" in note for note in ases.notes)
     assert any("geoip2fast" in note for note in report.notes)
 

@@ -72,9 +72,9 @@ def test_table2_general(known):
     assert stats["Unique IPs sending spam"] == 7
     assert stats["Unique ASes sending spam"] == 4
     assert stats["Unique Country Codes"] == 4
-    # 18 proxy connections, one of which spoke neither protocol: shown apart, not counted in.
-    assert stats["Proxy requests (HTTP and SOCKS)"] == 17
-    assert stats["Proxy connections in neither protocol (junk)"] == 1
+    # 18 requests to the modules (Table 6's totals), one of which spoke neither protocol.
+    assert stats["Proxy requests (HTTP and SOCKS modules)"] == 18
+    assert stats["of which in neither protocol (junk)"] == 1
 
 
 def test_table3_countries_unknown_kept(known):
@@ -104,7 +104,10 @@ def test_table4_ases_with_numbers_and_registration_country(known):
         (28573, "CLARO", "BR", 1, 8.33),
         (33322, "NDCHOST", "US", 1, 8.33),
     ]  # fmt: skip
-    assert table.records()[0]["display"] == "TFN-TW (TW)"
+    # Each fact once (no "name (CC)" column repeating two others); no country for addresses
+    # no database placed in an AS.
+    keys = [c.key for c in table.columns]
+    assert keys == ["rank", "asn", "as_name", "as_country", "emails", "pct"]
     assert not table.notes  # numbers and registration countries were known
 
 
@@ -120,20 +123,42 @@ def test_table5_ports(known):
 
 def test_table6_proxy_outcomes(known):
     table = run(known).table("table6_proxy_requests")
+    # By the module of the port, as the paper counts: the junk that came to 3128 (an HTTP
+    # port) is one of the HTTP module's errors; what was spoken is kept in the last columns.
     assert table.rows == [
-        ("HTTP", "connection to 25/TCP", 4, 50.0),
-        ("HTTP", "connection to other", 1, 12.5),
-        ("HTTP", "get", 2, 25.0),
-        ("HTTP", "errors", 1, 12.5),
-        ("HTTP", "total", 8, 100.0),
-        ("SOCKS", "connection to 25/TCP", 6, 66.67),
-        ("SOCKS", "connection to other", 1, 11.11),
-        ("SOCKS", "errors", 2, 22.22),
-        ("SOCKS", "total", 9, 100.0),
-        ("unknown", "connection to 25/TCP", 0, 0.0),
-        ("unknown", "connection to other", 0, 0.0),
-        ("unknown", "errors", 1, 100.0),
-        ("unknown", "total", 1, 100.0),
+        ("HTTP", "connection to 25/TCP", 4, 44.44, 4, 0, 0),
+        ("HTTP", "connection to other", 1, 11.11, 1, 0, 0),
+        ("HTTP", "get", 2, 22.22, 2, 0, 0),
+        ("HTTP", "errors", 2, 22.22, 1, 0, 1),
+        ("HTTP", "total", 9, 100.0, 8, 0, 1),
+        ("SOCKS", "connection to 25/TCP", 6, 66.67, 0, 6, 0),
+        ("SOCKS", "connection to other", 1, 11.11, 0, 1, 0),
+        ("SOCKS", "errors", 2, 22.22, 0, 2, 0),
+        ("SOCKS", "total", 9, 100.0, 0, 9, 0),
+    ]
+
+
+def test_table6_a_port_of_neither_list_is_classed_by_what_was_spoken(tmp_path):
+    from analysis_data import SensorData
+    from spampot.analysis.enrich import Enricher
+
+    data = SensorData(tmp_path / "raw", "s1")
+    data.proxy_request("2026-03-02T13:00:00", "203.0.113.5", 5555, "socks5", "other",
+                       ("irc.example.net", 6667))  # fmt: skip
+    data.proxy_request("2026-03-02T13:01:00", "203.0.113.5", 5555, "unknown", "error",
+                       (None, None))  # fmt: skip
+    data.write()
+    ingest(IngestConfig(tmp_path / "raw", tmp_path / "warehouse", threads=2), Enricher([]))
+    report = run({"root": tmp_path, "inventory": {}}, campaign_sample=0)
+    assert [r[:3] for r in report.table("table6_proxy_requests").rows] == [
+        ("SOCKS", "connection to 25/TCP", 0),
+        ("SOCKS", "connection to other", 1),
+        ("SOCKS", "errors", 0),
+        ("SOCKS", "total", 1),
+        ("unknown", "connection to 25/TCP", 0),
+        ("unknown", "connection to other", 0),
+        ("unknown", "errors", 1),
+        ("unknown", "total", 1),
     ]
 
 
@@ -196,6 +221,15 @@ def test_residential_vs_business(known):
     assert table.rows == [
         ("business", 1, 3, 25.0, 1.0, 2),
         ("residential", 2, 9, 75.0, 3.0, 16),
+    ]
+
+
+def test_isps_compared(known):
+    table = run(known).table("sensor_isps")
+    assert table.rows == [
+        ("Business Co", 1, 3, 25.0, 1.0, 2),
+        ("Cable Co", 1, 7, 58.33, 3.5, 14),
+        ("DSL Co", 1, 2, 16.67, 2.0, 2),
     ]
 
 

@@ -7,8 +7,6 @@ import datetime as dt
 import importlib.util
 import json
 import math
-import subprocess
-import sys
 from importlib import resources
 
 import pytest
@@ -114,17 +112,22 @@ def test_the_whole_report_on_spark_equals_duckdb_s_with_filters(site):
 
 
 def test_spampot_report_engine_spark_from_the_command_line(site, tmp_path):
-    out = subprocess.run(
+    # In this process, on the module's Spark (getOrCreate): no second JVM to start.
+    from click.testing import CliRunner
+
+    from spampot.cli import main
+
+    result = CliRunner().invoke(
+        main,
         [
-            sys.executable, "-m", "spampot", "report", "--engine", "spark",
-            "--spark-master", "local[1]", "--warehouse", str(site["root"] / "warehouse"),
-            "--raw", str(site["root"] / "raw"), "--campaign-sample", "50", "--no-content",
-            "--json",
+            "report", "--engine", "spark", "--spark-master", "local[1]",
+            "--warehouse", str(site["root"] / "warehouse"), "--raw", str(site["root"] / "raw"),
+            "--campaign-sample", "50", "--no-content", "--json",
         ],
-        capture_output=True, text=True, timeout=300,
+        catch_exceptions=False,
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    report = json.loads(out.stdout)
+    assert result.exit_code == 0, result.output[-3000:]
+    report = json.loads(result.stdout)
     tables = {t["key"]: t for t in report["tables"]}
     general = {r["statistic"]: r["value"] for r in tables["table2_general"]["rows"]}
     assert general["Total emails collected"] == 12
@@ -154,3 +157,46 @@ def test_content_campaigns_on_spark_equal_duckdb_s(site):
         assert got.notes == expected.notes
     finally:
         duck.close()
+
+
+def test_the_ingest_sql_gives_the_same_tables_on_spark_and_duckdb(site, tmp_path):
+    """The ingest's transformation (sql/ingest_*.sql over a batch's events) on Spark: the
+    same text, the same rows as DuckDB's, table by table."""
+    import duckdb
+
+    from spampot.analysis.event_reader import load_batch
+    from spampot.analysis.ingest import TABLES, scan_raw
+    from spampot.analysis.sql import add_spark_names, load_sql
+
+    raw = site["root"] / "raw"
+    con = duckdb.connect()
+    add_spark_names(con)
+    files = [(f.rel, (raw / f.rel).read_bytes(), None) for f in scan_raw(raw)]
+    assert load_batch(con, files).valid > 30
+    con.execute(
+        "CREATE TEMP TABLE ipinfo (src_ip VARCHAR, country VARCHAR, asn BIGINT,"
+        " as_name VARCHAR, as_country VARCHAR, geo_source VARCHAR)"
+    )
+    con.execute(
+        "INSERT INTO ipinfo SELECT DISTINCT src_ip, 'TW', 9924, 'TFN-TW', 'TW', 'test'"
+        " FROM batch_events WHERE src_ip IS NOT NULL"
+    )
+    for name in ("batch_events", "ipinfo"):
+        con.execute(f"COPY (SELECT * FROM {name}) TO '{tmp_path / name}.parquet' (FORMAT parquet)")
+    spark = site["spark"]
+    for name in ("batch_events", "ipinfo"):
+        spark.read.parquet(str(tmp_path / f"{name}.parquet")).createOrReplaceTempView(name)
+    compared = 0
+    for table in TABLES:
+        sql = load_sql(f"ingest_{table}")
+        expected = sorted(con.execute(sql).fetchall(), key=repr)
+        got = sorted((tuple(r) for r in spark.sql(sql).collect()), key=repr)
+        assert len(got) == len(expected) > 0, table
+        for row_d, row_s in zip(expected, got, strict=True):
+            for a, b in zip(row_d, row_s, strict=True):
+                a = a.replace(tzinfo=None) if isinstance(a, dt.datetime) else a
+                b = b.replace(tzinfo=None) if isinstance(b, dt.datetime) else b
+                assert _same(a, b), (table, row_d, row_s)
+                compared += 1
+    con.close()
+    assert compared > 300

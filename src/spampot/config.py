@@ -38,6 +38,13 @@ TABLE1_SOCKS = (559, 1029, 1080, 1202, 1813, 1978, 1979, 2280, 2425, 3127, 3380,
                 63808)  # fmt: skip
 
 
+def table1_module(port: int) -> str | None:
+    """``http`` or ``socks``: the module a port belongs to in the paper's Table 1, for a
+    port in exactly one of its proxy lists (Table 6 counts requests by it); else None."""
+    http, socks = port in TABLE1_HTTP, port in TABLE1_SOCKS
+    return "http" if http and not socks else "socks" if socks and not http else None
+
+
 _LIMITS = SmtpLimits()
 #: What AUTH the SMTP emulator offers (smtp.auth).
 AUTH_OFFERS = ("tls", "always", "never")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -27,6 +27,21 @@ class ReportFilter:
             tagged = {name for name, info in inventory.items() if set(info.tags) & set(self.tags)}
             chosen = tagged if chosen is None else chosen & tagged
         return None if chosen is None else sorted(chosen)
+
+    def condition(self, inventory: Mapping[str, SensorInfo], literal: Callable[[str], str]) -> str:
+        """The WHERE condition of the report's views (the same on DuckDB and Spark SQL;
+        ``literal`` quotes a string as the engine wants it)."""
+        where = ["TRUE"]
+        if self.start:
+            where.append(f"day >= DATE '{self.start.isoformat()}'")
+        if self.end:
+            where.append(f"day <= DATE '{self.end.isoformat()}'")
+        sensors = self.sensor_set(inventory)
+        if sensors is not None:
+            where.append(
+                f"sensor IN ({', '.join(literal(s) for s in sensors)})" if sensors else "FALSE"
+            )
+        return " AND ".join(where)
 
     def describe(self) -> str:
         parts = []

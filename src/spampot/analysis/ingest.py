@@ -61,7 +61,7 @@ from spampot.analysis.content.batch import EVENT as CONTENT_EVENT
 from spampot.analysis.content.batch import ContentExtractor, ContentOptions
 from spampot.analysis.enrich import Enricher
 from spampot.analysis.event_reader import BATCH_SCHEMA, Rejected, drop_batch, load_batch
-from spampot.analysis.sql import load_sql
+from spampot.analysis.sql import add_spark_names, load_sql
 from spampot.contract import COLUMNS
 from spampot.layout import EVENTS
 
@@ -336,6 +336,7 @@ class Ingester:
         self.con.execute("SET memory_limit = ?", [config.memory_limit])
         self.con.execute("SET temp_directory = ?", [str(config.warehouse / STAGING / "spill")])
         self.con.execute("SET preserve_insertion_order = false")
+        add_spark_names(self.con)
         self.con.execute(
             "CREATE TEMP TABLE ipinfo (src_ip VARCHAR PRIMARY KEY, country VARCHAR, asn BIGINT,"
             " as_name VARCHAR, as_country VARCHAR, geo_source VARCHAR)"

@@ -6,6 +6,8 @@ listed is shown as unknown rather than with a guess.
 
 from __future__ import annotations
 
+from spampot.config import TABLE1_HTTP, TABLE1_SOCKS, table1_module
+
 PORT_SERVICES: dict[int, str] = {
     # The paper's Table 5, with its wording.
     25: "smtp",
@@ -40,3 +42,20 @@ def usual_service(port: int | None) -> str:
     if port is None:
         return "unknown"
     return PORT_SERVICES.get(port, "unknown")
+
+
+def port_modules() -> list[tuple[int, str]]:
+    """Port -> the module (``HTTP`` or ``SOCKS``) it belongs to in the paper's Table 1.
+
+    Table 6 counts a request in the module of the port it came to, as the paper does; a port
+    in both lists (57123) or in neither is classed by the protocol the client spoke.
+    """
+    ports = sorted({*TABLE1_HTTP, *TABLE1_SOCKS})
+    return [(p, m.upper()) for p in ports if (m := table1_module(p)) is not None]
+
+
+def port_modules_sql() -> str:
+    """:func:`port_modules` as a query that DuckDB and Spark SQL both run (the view
+    ``port_modules`` the report's SQL reads)."""
+    rows = ", ".join(f"({port}, '{module}')" for port, module in port_modules())
+    return f"SELECT * FROM (VALUES {rows}) AS t(port, module)"

@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from spampot.analysis.figures import colour, figure_svg
+from spampot.analysis.figures import figure_svg
 from spampot.analysis.model import Column, Figure, Report, Table
 
 MISSING = "—"
@@ -208,15 +208,16 @@ def _html_table(table: Table) -> str:
 
 def _html_figure(figure: Figure) -> str:
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in figure.notes)
-    legend = ", ".join(
-        f'<span style="color:{colour(s.label, k)}">■</span> {escape(s.label)}'
-        for k, s in enumerate(figure.series)
-    )
+    # The legend is drawn once, inside the SVG (figures.py), beside the plot.
     return (
         f'<section id="{escape(figure.key)}"><figure><figcaption>{escape(figure.title)}'
         f" (per {escape(figure.period)})</figcaption>{figure_svg(figure)}</figure>"
-        f'<p class="note">{legend}</p>{notes}</section>'
+        f"{notes}</section>"
     )
+
+
+def _nav_link(key: str, title: str) -> str:
+    return f"<a href='#{escape(key)}'>{escape(title.split(':')[0])}</a>"
 
 
 def report_html(report: Report) -> str:
@@ -231,11 +232,10 @@ def report_html(report: Report) -> str:
         f"<h1>{escape(report.title)}</h1>",
         f"<p class='scope'>Scope: {escape(report.scope)} · generated {escape(report.generated)}"
         "</p><nav>",
-        *(f"<a href='#{escape(t.key)}'>{escape(t.title.split(':')[0])}</a>" for t in paper),
-        *(
-            f"<a href='#{escape(f.key)}'>{escape(f.title.split(':')[0])}</a>"
-            for f in report.figures
-        ),
+        # Every table and figure on the page, in the page's order.
+        *(_nav_link(t.key, t.title) for t in paper),
+        *(_nav_link(f.key, f.title) for f in report.figures),
+        *(_nav_link(t.key, t.title) for t in beyond),
         "</nav>",
     ]
     for table in paper:

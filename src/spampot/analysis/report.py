@@ -87,8 +87,8 @@ def build_report(
     tables = [
         general_table(
             general,
-            sum(r[2] for r in outcomes if r[0] in ("HTTP", "SOCKS")),
-            sum(r[2] for r in outcomes if r[0] not in ("HTTP", "SOCKS")),
+            sum(r[3] for r in outcomes if r[0] in ("HTTP", "SOCKS")),
+            sum(r[3] for r in outcomes if r[1] not in ("HTTP", "SOCKS")),
         ),
         countries_table(country_day, top),
         ases_table(ases, general),
@@ -97,6 +97,7 @@ def build_report(
         domains_table(domains),
         destinations_table(destinations),
         tags_table(sensor_day, proxy_sensors, inventory),
+        isps_table(sensor_day, proxy_sensors, inventory),
         sensor_summary_table(sensor_day, inventory),
         sensor_days_table(sensor_day),
     ]
@@ -202,8 +203,8 @@ def general_table(row: tuple, proxy_requests: int, junk: int = 0) -> Table:
         ("Unique IPs sending spam", int(ips or 0)),
         ("Unique ASes sending spam", int(ases or 0)),
         ("Unique Country Codes", int(countries or 0)),
-        ("Proxy requests (HTTP and SOCKS)", int(proxy_requests)),
-        ("Proxy connections in neither protocol (junk)", int(junk)),
+        ("Proxy requests (HTTP and SOCKS modules)", int(proxy_requests)),
+        ("of which in neither protocol (junk)", int(junk)),
     ]
     return Table(
         "table2_general",
@@ -261,21 +262,10 @@ def ases_table(rows: list[tuple], general: tuple) -> Table:
             " registration country; --ip2asn does)."
         )
     for i, (asn, name, as_country, top_country, emails, pct) in enumerate(rows):
-        country = as_country or top_country
         label = name if name is not None else UNKNOWN
-        if asn is None and name is None:
-            label = UNKNOWN
-        out.append(
-            (
-                i + 1,
-                asn,
-                label,
-                country,
-                f"{label} ({country})" if country and label != UNKNOWN else label,
-                int(emails),
-                round(float(pct), 2),
-            )
-        )
+        # Addresses no database placed in an AS have no AS country either.
+        country = None if asn is None and name is None else as_country or top_country
+        out.append((i + 1, asn, label, country, int(emails), round(float(pct), 2)))
     return Table(
         "table4_ases",
         "Table 4: top ASes originating spam",
@@ -284,7 +274,6 @@ def ases_table(rows: list[tuple], general: tuple) -> Table:
             Column("asn", "ASN", "id"),
             Column("as_name", "AS Name"),
             Column("as_country", "AS CC"),
-            Column("display", "AS Name (CC)"),
             Column("emails", "Emails", "int"),
             Column("pct", "%", "pct"),
         ],
@@ -326,21 +315,36 @@ def ports_table(port_day: list[tuple]) -> Table:
     )
 
 
+SPOKEN = ("HTTP", "SOCKS", "unknown")
+
+
 def outcomes_table(rows: list[tuple]) -> Table:
-    by_module: dict[str, dict[str, int]] = defaultdict(dict)
-    for module, outcome, n in rows:
-        by_module[module][outcome or "error"] = by_module[module].get(outcome or "error", 0) + n
+    """Table 6 from (module of the port, protocol spoken, outcome, requests)."""
+    by_module: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
+    for module, spoken, outcome, n in rows:
+        cell = by_module[module][outcome or "error"]
+        cell[spoken] = cell.get(spoken, 0) + int(n)
     out: list[tuple] = []
     order = [m for m in ("HTTP", "SOCKS", "unknown") if m in by_module]
     for module in order:
         counts = by_module[module]
-        total = sum(counts.values())
+        total = sum(sum(c.values()) for c in counts.values())
         kinds = [k for k in OUTCOME_LABELS if k in counts or k != "get" or module == "HTTP"]
         kinds += sorted(k for k in counts if k not in OUTCOME_LABELS)
         for kind in kinds:
-            n = counts.get(kind, 0)
-            out.append((module, OUTCOME_LABELS.get(kind, kind), n, _pct(n, total)))
-        out.append((module, "total", total, 100.0 if total else 0.0))
+            spoken = counts.get(kind, {})
+            n = sum(spoken.values())
+            out.append(
+                (
+                    module,
+                    OUTCOME_LABELS.get(kind, kind),
+                    n,
+                    _pct(n, total),
+                    *(spoken.get(s, 0) for s in SPOKEN),
+                )
+            )
+        spoken_total = [sum(c.get(s, 0) for c in counts.values()) for s in SPOKEN]
+        out.append((module, "total", total, 100.0 if total else 0.0, *spoken_total))
     return Table(
         "table6_proxy_requests",
         "Table 6: requests made to the HTTP and SOCKS modules",
@@ -349,13 +353,18 @@ def outcomes_table(rows: list[tuple]) -> Table:
             Column("type", "Type"),
             Column("requests", "Requests", "int"),
             Column("pct", "%", "pct"),
+            Column("spoken_http", "Spoke HTTP", "int"),
+            Column("spoken_socks", "Spoke SOCKS", "int"),
+            Column("spoken_unknown", "Spoke neither", "int"),
         ],
         out,
         [
-            "One row per request (an HTTP keep-alive connection may make several). The"
-            " module is the emulator that answered: HTTP (the Squid persona) or SOCKS (Dante,"
-            " SOCKS 4, 4a and 5 together); 'unknown' is a first byte that is neither on a port"
-            " serving both."
+            "One row per request (an HTTP keep-alive connection may make several). A request"
+            " counts in the module of the port it came to, as the paper counts: the emulator"
+            " that answered, HTTP (the Squid persona) or SOCKS (Dante), or, for events written"
+            " before ports had roles, the port's module in the paper's Table 1 lists. The last"
+            " columns say what the client spoke (SOCKS 4, 4a and 5 together; neither: a first"
+            " byte of no proxy protocol)."
         ],
     )
 
@@ -394,9 +403,18 @@ def destinations_table(rows: list[tuple]) -> Table:
     )
 
 
-def tags_table(
-    sensor_day: list[tuple], proxy_sensors: list[tuple], inventory: Mapping[str, SensorInfo]
+def group_table(
+    key: str,
+    title: str,
+    label: str,
+    groups_of: Callable[[SensorInfo | None], tuple[str, ...]],
+    sensor_day: list[tuple],
+    proxy_sensors: list[tuple],
+    inventory: Mapping[str, SensorInfo],
 ) -> Table:
+    """Sensors compared by group (an inventory tag, an ISP): emails, their share, emails
+    per sensor-day and proxy requests. ``groups_of`` names a sensor's groups (last sorted:
+    a name in parentheses, for sensors the inventory says nothing about)."""
     emails: dict[str, int] = defaultdict(int)
     days: dict[str, int] = defaultdict(int)
     for _day, sensor, n, _r in sensor_day:
@@ -406,18 +424,17 @@ def tags_table(
     seen = set(emails) | set(requests)
     groups: dict[str, set[str]] = defaultdict(set)
     for sensor in seen:
-        info = inventory.get(sensor)
-        for tag in info.tags if info and info.tags else ("(untagged)",):
-            groups[tag].add(sensor)
+        for group in groups_of(inventory.get(sensor)):
+            groups[group].add(sensor)
     total = sum(emails.values())
     rows = []
-    for tag in sorted(groups, key=lambda t: (t == "(untagged)", t)):
-        members = groups[tag]
+    for group in sorted(groups, key=lambda g: (g.startswith("("), g)):
+        members = groups[group]
         n = sum(emails.get(s, 0) for s in members)
         sensor_days = sum(days.get(s, 0) for s in members)
         rows.append(
             (
-                tag,
+                group,
                 len(members),
                 n,
                 _pct(n, total),
@@ -426,10 +443,10 @@ def tags_table(
             )
         )
     return Table(
-        "sensor_tags",
-        "Residential vs business sensors (inventory tags)",
+        key,
+        title,
         [
-            Column("tag", "Tag"),
+            Column("group", label),
             Column("sensors", "Sensors", "int"),
             Column("emails", "Emails", "int"),
             Column("pct", "% of emails", "pct"),
@@ -438,9 +455,39 @@ def tags_table(
         ],
         rows,
         [
-            "A sensor with several tags counts in each; per sensor-day divides by the days each"
-            " sensor captured email, so lines that were up longer do not look busier."
+            "Per sensor-day divides by the days each sensor captured email, so lines that were"
+            " up longer do not look busier."
         ],
+    )
+
+
+def tags_table(
+    sensor_day: list[tuple], proxy_sensors: list[tuple], inventory: Mapping[str, SensorInfo]
+) -> Table:
+    table = group_table(
+        "sensor_tags",
+        "Residential vs business sensors (inventory tags)",
+        "Tag",
+        lambda info: info.tags if info and info.tags else ("(untagged)",),
+        sensor_day,
+        proxy_sensors,
+        inventory,
+    )
+    table.notes.insert(0, "A sensor with several tags counts in each.")
+    return table
+
+
+def isps_table(
+    sensor_day: list[tuple], proxy_sensors: list[tuple], inventory: Mapping[str, SensorInfo]
+) -> Table:
+    return group_table(
+        "sensor_isps",
+        "Sensors by ISP (inventory isp)",
+        "ISP",
+        lambda info: (info.isp,) if info and info.isp else ("(no ISP given)",),
+        sensor_day,
+        proxy_sensors,
+        inventory,
     )
 
 

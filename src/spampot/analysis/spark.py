@@ -22,7 +22,8 @@ from typing import Any
 from spampot.analysis.content.schema import CONTENT_TABLES, stored_schema
 from spampot.analysis.filters import ReportFilter, SensorInfo
 from spampot.analysis.ingest import TABLES, Manifest, empty_batch_events
-from spampot.analysis.sql import load_sql
+from spampot.analysis.ports import port_modules_sql
+from spampot.analysis.sql import add_spark_names, load_sql
 
 
 def spark_session(master: str | None = None, app: str = "spampot report") -> Any:
@@ -100,17 +101,7 @@ def open_spark_warehouse(
     from pyspark.sql.pandas.types import from_arrow_schema
 
     root = str(path)
-    where = ["TRUE"]
-    if flt.start:
-        where.append(f"day >= DATE '{flt.start.isoformat()}'")
-    if flt.end:
-        where.append(f"day <= DATE '{flt.end.isoformat()}'")
-    sensors = flt.sensor_set(inventory)
-    if sensors is not None:
-        where.append(
-            f"sensor IN ({', '.join(_literal(s) for s in sensors)})" if sensors else "FALSE"
-        )
-    condition = " AND ".join(where)
+    condition = flt.condition(inventory, _literal)
     local = Path(root) if "://" not in root else None
     for table in (*TABLES, *CONTENT_TABLES):
         has_files = local is None or any((local / table).glob("day=*/*.parquet"))
@@ -130,6 +121,7 @@ def open_spark_warehouse(
         [T.StructField("sensor", T.StringType()), T.StructField("tag", T.StringType())]
     )
     session.createDataFrame(tags, schema).createOrReplaceTempView("sensor_tags")
+    session.sql(port_modules_sql()).createOrReplaceTempView("port_modules")
     manifest = Manifest(Path(root)) if local is not None else None
     session.sql(
         f"SELECT CAST({manifest.quarantined if manifest else 0} AS BIGINT) AS quarantined,"
@@ -145,6 +137,7 @@ def _empty_schema(table: str) -> Any:
     if table in CONTENT_TABLES:
         return stored_schema(table)
     with duckdb.connect() as con:
+        add_spark_names(con)
         con.register("batch_events", empty_batch_events())
         con.execute(
             "CREATE TEMP TABLE ipinfo (src_ip VARCHAR, country VARCHAR, asn BIGINT,"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from importlib import resources
+from typing import Any
 
 
 @functools.cache
@@ -18,3 +19,17 @@ def render_sql(name: str, **variables: object) -> str:
     for key, value in variables.items():
         text = text.replace("${" + key + "}", str(value))
     return text
+
+
+# Spark SQL's names for the two list functions the ingest's SQL uses, as DuckDB macros, so
+# that one text runs on both engines (Spark: size(), explode(); DuckDB: len(), unnest()).
+SPARK_NAMES = (
+    "CREATE OR REPLACE TEMP MACRO size(x) AS len(x)",
+    "CREATE OR REPLACE TEMP MACRO explode(x) AS unnest(x)",
+)
+
+
+def add_spark_names(con: Any) -> None:
+    """Define :data:`SPARK_NAMES` on a DuckDB connection."""
+    for statement in SPARK_NAMES:
+        con.execute(statement)

@@ -19,7 +19,8 @@ import pyarrow as pa
 from spampot.analysis.content.schema import CONTENT_TABLES, stored_schema
 from spampot.analysis.filters import ReportFilter, SensorInfo
 from spampot.analysis.ingest import TABLES, Manifest, empty_batch_events
-from spampot.analysis.sql import load_sql
+from spampot.analysis.ports import port_modules_sql
+from spampot.analysis.sql import add_spark_names, load_sql
 
 
 def _literal(text: str) -> str:
@@ -41,6 +42,7 @@ def open_warehouse(
     con.execute("SET memory_limit = ?", [memory_limit])
     # Spill (rare: aggregates here are small) to the temp dir, not to .tmp/ wherever we run.
     con.execute("SET temp_directory = ?", [str(Path(tempfile.gettempdir()) / "spampot-report")])
+    add_spark_names(con)
     # Empty, typed stand-ins so that a table with no files yet has its columns all the same.
     con.register("empty_batch_events", empty_batch_events())
     con.execute("CREATE TEMP TABLE batch_events AS SELECT * FROM empty_batch_events")
@@ -49,17 +51,7 @@ def open_warehouse(
         "CREATE TEMP TABLE ipinfo (src_ip VARCHAR, country VARCHAR, asn BIGINT,"
         " as_name VARCHAR, as_country VARCHAR, geo_source VARCHAR)"
     )
-    where = ["TRUE"]
-    if flt.start:
-        where.append(f"day >= DATE '{flt.start.isoformat()}'")
-    if flt.end:
-        where.append(f"day <= DATE '{flt.end.isoformat()}'")
-    sensors = flt.sensor_set(inventory)
-    if sensors is not None:
-        where.append(
-            f"sensor IN ({', '.join(_literal(s) for s in sensors)})" if sensors else "FALSE"
-        )
-    condition = " AND ".join(where)
+    condition = flt.condition(inventory, _literal)
     for table in (*TABLES, *CONTENT_TABLES):
         files = sorted((path / table).glob("day=*/*.parquet"))
         if files:
@@ -76,6 +68,7 @@ def open_warehouse(
             source = f"({load_sql('ingest_' + table)}) AS empty"
         con.execute(f"CREATE TEMP VIEW all_{table} AS SELECT * FROM {source}")
         con.execute(f"CREATE TEMP VIEW {table} AS SELECT * FROM all_{table} WHERE {condition}")
+    con.execute(f"CREATE TEMP VIEW port_modules AS {port_modules_sql()}")
     manifest = Manifest(path)
     con.execute(
         "CREATE TEMP TABLE ingest_summary AS SELECT ? :: BIGINT AS quarantined,"

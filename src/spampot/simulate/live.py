@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from spampot.config import table1_module
 from spampot.simulate import clients
 from spampot.simulate.bodies import Campaigns
 from spampot.simulate.profile import Origin, Profile
@@ -435,7 +436,9 @@ def summarise(results: list[SessionResult]) -> dict[str, Any]:
         if r.error is not None:
             failed[r.error.split(":", 1)[0]] += 1
         if spec.protocol != "smtp":
-            requests[f"{module_of.get(spec.protocol, 'socks')}/{spec.outcome}"] += 1
+            # The module the report counts it in: the port's in Table 1, else what was spoken.
+            module = table1_module(spec.port) or module_of.get(spec.protocol, "socks")
+            requests[f"{module}/{spec.outcome}"] += 1
             protocols[spec.protocol] += 1
         sent = len(r.queued)
         messages += sent

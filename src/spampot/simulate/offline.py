@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from spampot import __version__
+from spampot.config import table1_module
 from spampot.layout import EVENTS, CentralLayout, SensorLayout
 from spampot.protocols.common import printable
 from spampot.protocols.detect import ProxyServer
@@ -960,7 +961,10 @@ def _format(
             base = dict(zip(_SESSION_KEYS, (f"{sid:012x}", ip, sport, dst_ip, port), strict=True))
             add((now, encode("proxy.request", base, message, **fields)))
             counts.events += 1
-            counts.requests[f"{_MODULE[proto]}/{OUTCOME_CODES[code]}"] += 1
+            # Table 6 counts a request in the module of the port it came to, as the paper
+            # does (junk on an HTTP port is one of the HTTP module's errors).
+            table6 = table1_module(port) or _MODULE[proto]
+            counts.requests[f"{table6}/{OUTCOME_CODES[code]}"] += 1
             counts.protocols[fields["protocol"]] += 1
             bytes_in += 40
             bytes_out += 40 if proto == "http" else 12

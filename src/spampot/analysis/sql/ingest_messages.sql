@@ -1,6 +1,7 @@
 -- One row per spampot.smtp.message event: an email, as the paper counts them (Table 2).
 -- Reads the batch view `batch_events` (the event files of one ingest batch) and `ipinfo`
--- (enrichment of each distinct source address, looked up once).
+-- (enrichment of each distinct source address, looked up once). Spark SQL's spelling
+-- (size; on DuckDB a macro of that name, sql.SPARK_NAMES): it runs on both engines.
 SELECT
     e.ts,
     e.sensor,
@@ -17,7 +18,7 @@ SELECT
     e.helo,
     e.mail_from,
     e.rcpt_to,
-    len(e.rcpt_to) AS rcpt_count,
+    size(e.rcpt_to) AS rcpt_count,
     e.size,
     e.sha256,
     e.queue_id,
