@@ -366,7 +366,10 @@ def load_batch(
     ]
     con.register("batch_lines", pa.concat_tables(tables) if tables else _LINES_SCHEMA.empty_table())
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE batch_checked AS {line_check().query}")
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE batch_checked AS {line_check(False).query}")
+        except duckdb.InvalidInputException:  # a line that is not JSON: parse each first
+            con.execute(f"CREATE OR REPLACE TEMP TABLE batch_checked AS {line_check().query}")
     finally:
         con.unregister("batch_lines")
     del tables
