@@ -270,39 +270,67 @@ def to_table(files: list[FileEvents], eventids: frozenset[str] | None = None) ->
 
 @dataclass(slots=True)
 class _Lines:
-    """One file's whole lines: its text and where each line starts (and the last ends)."""
+    """One file's whole lines within the batch's text: line i (1-based) is
+    ``text[base + bounds[i - 1] : base + bounds[i]]``, its newline included."""
 
     rel: str
     raw_sensor: str
-    text: bytes
-    bounds: np.ndarray  # int64: line i is text[bounds[i]:bounds[i + 1]], newline included
-
-    def line(self, number: int) -> bytes:
-        return self.text[int(self.bounds[number - 1]) : int(self.bounds[number])]
-
-    def column(self) -> pa.LargeStringArray:
-        """The lines as strings without a copy; the text must be valid UTF-8."""
-        return pa.LargeStringArray.from_buffers(
-            len(self.bounds) - 1, pa.py_buffer(self.bounds), pa.py_buffer(self.text)
-        )
+    base: int
+    bounds: np.ndarray  # int64, from 0 to the file's length
 
 
-def _split(rel: str, text: bytes) -> _Lines:
+def _bounds(text: bytes) -> np.ndarray:
     ends = np.flatnonzero(np.frombuffer(text, np.uint8) == ord("\n")) + 1
-    bounds = np.concatenate(
-        [[0], ends, [len(text)] if len(text) and text[-1:] != b"\n" else []]
-    ).astype(np.int64)
-    return _Lines(rel, rel.split("/", 1)[0], text, bounds)
+    tail = [len(text)] if len(text) and text[-1:] != b"\n" else []
+    return np.concatenate([[0], ends, tail]).astype(np.int64)
 
 
-def _valid_utf8(lines: _Lines) -> bool:
-    if lines.text.isascii():
+class _BatchText:
+    """The whole lines of a batch's files, one after the other in one buffer (no file's text
+    kept apart), and the Arrow column of them: a handful of arrays for the batch, whatever the
+    number of files (a quiet fleet's hour has thousands of small ones)."""
+
+    def __init__(self) -> None:
+        self.text = bytearray()
+        self.files: list[_Lines] = []
+
+    def add(self, rel: str, text: bytes) -> bool:
+        """Append a file's lines; False (nothing appended) if it is not UTF-8 throughout."""
+        if not text.isascii():
+            try:
+                text.decode("utf-8")
+            except UnicodeDecodeError:
+                return False
+        self.files.append(_Lines(rel, rel.split("/", 1)[0], len(self.text), _bounds(text)))
+        self.text += text
         return True
-    try:
-        lines.column().validate(full=True)
-    except pa.ArrowInvalid:
-        return False
-    return True
+
+    def line(self, file: int, number: int) -> bytes:
+        f = self.files[file]
+        return bytes(self.text[f.base + int(f.bounds[number - 1]) : f.base + int(f.bounds[number])])
+
+    def table(self) -> pa.Table:
+        if not self.files:
+            return _LINES_SCHEMA.empty_table()
+        counts = np.array([len(f.bounds) - 1 for f in self.files], np.int64)
+        offsets = np.concatenate([[0], *(f.bounds[1:] + f.base for f in self.files)]).astype(
+            np.int64
+        )
+        n = int(counts.sum())
+        firsts = np.repeat(np.cumsum(counts) - counts, counts)
+        sensors = sorted({f.raw_sensor for f in self.files})
+        sensor_of = np.array([sensors.index(f.raw_sensor) for f in self.files], np.int32)
+        return pa.table(
+            [
+                pa.array(np.repeat(np.arange(len(self.files), dtype=np.int32), counts)),
+                pa.array((np.arange(n) - firsts + 1).astype(np.int32)),
+                pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(self.text)),
+                pa.DictionaryArray.from_arrays(
+                    pa.array(np.repeat(sensor_of, counts)), pa.array(sensors)
+                ),
+            ],
+            schema=_LINES_SCHEMA,
+        )
 
 
 @dataclass(slots=True)
@@ -335,7 +363,7 @@ def load_batch(
     (:func:`drop_batch`).
     """
     result = BatchRead()
-    fast: list[_Lines] = []
+    batch = _BatchText()
     slow: list[FileEvents] = []  # files read by the decoder alone (invalid UTF-8)
     problems: dict[str, str] = {}
     for rel, data, unreadable in files:
@@ -345,26 +373,10 @@ def load_batch(
         text, problem = gunzip_lines(data)
         if problem is not None:
             problems[rel] = problem
-        lines = _split(rel, text)
-        if _valid_utf8(lines):
-            fast.append(lines)
-        else:
+        if not batch.add(rel, text):
             slow.append(read_events(rel, text, decompressed=True))
-    tables = [
-        pa.table(
-            [
-                pa.array(np.full(len(f.bounds) - 1, i, np.int32)),
-                pa.array(np.arange(1, len(f.bounds), dtype=np.int32)),
-                f.column(),
-                pa.DictionaryArray.from_arrays(
-                    pa.array(np.zeros(len(f.bounds) - 1, np.int32)), pa.array([f.raw_sensor])
-                ),
-            ],
-            schema=_LINES_SCHEMA,
-        )
-        for i, f in enumerate(fast)
-    ]
-    con.register("batch_lines", pa.concat_tables(tables) if tables else _LINES_SCHEMA.empty_table())
+        del text
+    con.register("batch_lines", batch.table())
     try:
         try:
             con.execute(f"CREATE OR REPLACE TEMP TABLE batch_checked AS {line_check(False).query}")
@@ -372,7 +384,6 @@ def load_batch(
             con.execute(f"CREATE OR REPLACE TEMP TABLE batch_checked AS {line_check().query}")
     finally:
         con.unregister("batch_lines")
-    del tables
     row = con.execute("SELECT count(*) FROM batch_checked WHERE ok").fetchone()
     result.valid = int(row[0]) if row else 0
     # The lines the query did not take: the decoder's to judge, in file and line order.
@@ -380,9 +391,9 @@ def load_batch(
     for index, number in con.execute(
         "SELECT line_file, line_no FROM batch_checked WHERE NOT ok ORDER BY line_file, line_no"
     ).fetchall():
-        lines = fast[index]
+        lines = batch.files[index]
         events = by_file.setdefault(index, FileEvents(lines.rel, lines.raw_sensor))
-        _decode_line(events, lines.line(number), number)
+        _decode_line(events, batch.line(index, number), number)
     slow += by_file.values()
     result.valid += sum(f.count for f in slow)
     rejected = [r for f in slow for r in f.rejected]

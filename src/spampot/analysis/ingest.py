@@ -10,8 +10,9 @@ Layout of the warehouse directory::
     _ingest.lock                                   held by the run writing (who, since when)
 
 A batch is a bounded set of event files (``batch_bytes`` of gzip input). Every line is
-validated against the event contract (:mod:`spampot.event_reader`); the valid events become
-one Arrow table (``batch_events``), enriched (each distinct source address looked up once),
+validated against the event contract (:mod:`spampot.analysis.event_reader`: in DuckDB, the
+contract's decoder for what the query leaves); the valid events are the view ``batch_events``
+in DuckDB, enriched (each distinct source address looked up once),
 each warehouse table is written from it to ``_staging/``, moved into place and only then
 committed by a line in the manifest naming its input files (path under ``raw/``, size,
 mtime) and what was set aside. Re-running adds nothing for files already committed; a crash

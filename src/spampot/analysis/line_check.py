@@ -78,6 +78,8 @@ def _structure(info: _inspect.Type) -> object:
     """``json_transform``'s structure for a (non-null) type."""
     if isinstance(info, _inspect.StrType | _inspect.LiteralType | _inspect.DateTimeType):
         return "VARCHAR"
+    if isinstance(info, _inspect.BoolType):
+        return "BOOLEAN"
     if isinstance(info, _inspect.IntType):
         return "BIGINT"
     if isinstance(info, _inspect.FloatType):
@@ -122,6 +124,8 @@ def _checks(x: str, info: _inspect.Type, nullable: bool) -> str:
             parts.append(f"regexp_full_match({x}, {_literal(pattern[1:-1])})")
     elif isinstance(info, _inspect.IntType | _inspect.FloatType):
         parts += _bounds(x, info)
+    elif isinstance(info, _inspect.BoolType):
+        pass  # the round trip leaves true and false only
     elif isinstance(info, _inspect.DateTimeType):
         if info.tz is False:
             raise Unsupported("naive datetimes only")
