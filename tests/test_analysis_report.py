@@ -318,3 +318,25 @@ def test_files_for_every_table(known, tmp_path):
     html = (tmp_path / "report.html").read_text()
     assert html.count("<svg") == 3
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_a_warehouse_written_before_a_column_existed_still_reports(known, tmp_path):
+    """proxy_requests files from before the sensor recorded the port's role (no ``module``
+    column): the report reads them, and Table 6 classes by the port's Table 1 module."""
+    import shutil
+
+    import duckdb
+
+    old = tmp_path / "warehouse"
+    shutil.copytree(known["root"] / "warehouse", old)
+    for part in (old / "proxy_requests").glob("day=*/*.parquet"):
+        with duckdb.connect() as con:
+            con.execute(
+                f"COPY (SELECT * EXCLUDE (module) FROM read_parquet('{part}'))"
+                f" TO '{part}.new' (FORMAT parquet)"
+            )
+        part.with_name(part.name + ".new").replace(part)
+    report = run({"root": tmp_path, "inventory": known["inventory"]}, campaign_sample=0)
+    assert (
+        report.table("table6_proxy_requests").rows == run(known).table("table6_proxy_requests").rows
+    )

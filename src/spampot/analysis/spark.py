@@ -97,6 +97,7 @@ def open_spark_warehouse(
     inventory: Mapping[str, SensorInfo],
 ) -> SparkConnection:
     """The report's views on Spark, over ``path`` (a local directory or a Hadoop URI)."""
+    from pyspark.sql import functions as F
     from pyspark.sql import types as T
     from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -112,6 +113,10 @@ def open_spark_warehouse(
                 .parquet(f"{root}/{table}/day=*")
             )
             frame = frame.withColumn("day", frame["day"].cast("date"))
+            # Every column today's ingest writes, null in files written before it had it.
+            for column in from_arrow_schema(_empty_schema(table)).fields:
+                if column.name not in frame.columns:
+                    frame = frame.withColumn(column.name, F.lit(None).cast(column.dataType))
         else:  # no files yet: an empty table with the columns DuckDB's ingest gives it
             frame = session.createDataFrame([], from_arrow_schema(_empty_schema(table)))
         frame.createOrReplaceTempView(f"all_{table}")

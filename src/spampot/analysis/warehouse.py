@@ -66,7 +66,15 @@ def open_warehouse(
             source = f"empty_{table}"
         else:
             source = f"({load_sql('ingest_' + table)}) AS empty"
-        con.execute(f"CREATE TEMP VIEW all_{table} AS SELECT * FROM {source}")
+        if table in CONTENT_TABLES:
+            con.execute(f"CREATE TEMP VIEW all_{table} AS SELECT * FROM {source}")
+        else:
+            # Every column today's ingest writes, null in files written before it had it (a
+            # warehouse outlives changes of the contract).
+            con.execute(
+                f"CREATE TEMP VIEW all_{table} AS SELECT * FROM ({load_sql('ingest_' + table)})"
+                f" AS today UNION ALL BY NAME SELECT * FROM {source}"
+            )
         con.execute(f"CREATE TEMP VIEW {table} AS SELECT * FROM all_{table} WHERE {condition}")
     con.execute(f"CREATE TEMP VIEW port_modules AS {port_modules_sql()}")
     manifest = Manifest(path)
