@@ -3,9 +3,12 @@
 geoip2fast ships MaxMind's GeoLite2 Country and ASN data (IPv4, AS names but no AS numbers).
 This picks, for each AS of the paper's Table 4, the largest networks GeoLite2 names after that
 AS and places in the AS's country; for each country of Table 3, the largest other ASes there;
-and one network in each of the next 155 countries by address space (the paper saw 165 country
-codes). Rows without a Table 4 number get a number from the private-use range (RFC 6996), since
-the source has none. Output: src/spampot/simulate/origins.tsv. Run it again to refresh:
+and the largest ASes of each of the next 155 countries by address space (the paper saw 3,006
+ASes in 165 country codes). Every network taken lies wholly in its country by the same data
+(checked at every /24, or 4,096 addresses spread over it), so the report places its addresses
+where the simulator counts them. Rows without a Table 4 number get a number from the
+private-use range (RFC 6996), since the source has none. Output:
+src/spampot/simulate/origins.tsv. Run it again to refresh:
 
     pip install geoip2fast && python tools/derive_sim_origins.py
 """
@@ -39,8 +42,15 @@ TABLE4 = [
 TABLE3 = ["TW", "CN", "US", "CA", "JP", "HK", "KR", "UA", "DE", "BR"]
 PRIVATE_ASN = 4_200_000_000  # RFC 6996 32-bit private use
 NETS_PER_TOP_AS = 4
-OTHER_ASES_PER_COUNTRY = 6
+# The paper saw 3,006 ASes in 165 country codes: besides Table 4's ten, up to this many other
+# ASes in each Table 3 country and in each of the next 155 countries by address space.
+OTHER_ASES_PER_COUNTRY = 160
 TAIL_COUNTRIES = 155
+TAIL_ASES_PER_COUNTRY = 12
+# A network is taken only if every one of these many addresses spread over it (every /24 of
+# anything up to a /12) is in the same country: the report places each simulated address
+# with the same data, so a network split between countries would move emails across them.
+DENSE_SAMPLES = 4096
 OUT = Path(__file__).resolve().parents[1] / "src/spampot/simulate/origins.tsv"
 
 
@@ -57,10 +67,19 @@ def main() -> None:
     info = geo.get_database_info()
 
     def country(net: ipaddress.IPv4Network) -> str | None:
-        """The country when the network's first, middle and last addresses agree."""
-        ends = (net[1] if net.num_addresses > 2 else net[0], net[net.num_addresses // 2], net[-2])
-        codes = {geo.lookup(str(a)).country_code for a in ends}
+        """The network's country when all its sampled addresses agree (see DENSE_SAMPLES)."""
+        step = max(1, net.num_addresses // DENSE_SAMPLES)
+        first = int(net.network_address)
+        codes: set[str] = set()
+        for offset in range(0, net.num_addresses, step):
+            codes.add(geo.lookup(str(ipaddress.IPv4Address(first + offset))).country_code)
+            if len(codes) > 1:
+                return None
+        codes.add(geo.lookup(str(net[-1])).country_code)
         return codes.pop() if len(codes) == 1 else None
+
+    def first_country(net: ipaddress.IPv4Network) -> str:
+        return str(geo.lookup(str(net[0])).country_code)
 
     by_name: dict[str, list[ipaddress.IPv4Network]] = defaultdict(list)
     for start, ix, length in zip(starts, name_ix, lens, strict=True):
@@ -75,26 +94,42 @@ def main() -> None:
         assert picked, label
         used_names.update(matching)
         rows += [(cc, asn, label, str(net), matching[0]) for net in picked]
-    # The largest network of every other organisation, by country.
+    # The largest network of every other organisation, by the country of its first address
+    # (the dense check comes when one is picked).
     biggest: dict[str, list[tuple[int, str, ipaddress.IPv4Network]]] = defaultdict(list)
     for name, nets in by_name.items():
         if name in used_names:
             continue
         net = min(nets, key=lambda n: (n.prefixlen, n))
-        cc = country(net)
-        if cc and re.fullmatch(r"[A-Z]{2}", cc):
+        cc = first_country(net)
+        if re.fullmatch(r"[A-Z]{2}", cc):
             biggest[cc].append((net.prefixlen, name, net))
+
+    def pick(cc: str, wanted: int) -> list[tuple[str, ipaddress.IPv4Network]]:
+        out = []
+        for _, name, net in sorted(biggest[cc]):
+            if len(out) == wanted:
+                break
+            if country(net) == cc:
+                out.append((name, net))
+        return out
+
     next_asn = PRIVATE_ASN
     for cc in TABLE3:
-        for _, name, net in sorted(biggest[cc])[:OTHER_ASES_PER_COUNTRY]:
+        for name, net in pick(cc, OTHER_ASES_PER_COUNTRY):
             next_asn += 1
             rows.append((cc, next_asn, _clean(name), str(net), name))
     space = {cc: sum(2 ** (32 - p) for p, _, _ in v) for cc, v in biggest.items()}
     tail = [cc for cc in sorted(space, key=lambda c: (-space[c], c)) if cc not in TABLE3]
-    for cc in tail[:TAIL_COUNTRIES]:
-        _, name, net = sorted(biggest[cc])[0]
-        next_asn += 1
-        rows.append((cc, next_asn, _clean(name), str(net), name))
+    taken = 0
+    for cc in tail:
+        if taken == TAIL_COUNTRIES:
+            break
+        picked = pick(cc, TAIL_ASES_PER_COUNTRY)
+        taken += bool(picked)
+        for name, net in picked:
+            next_asn += 1
+            rows.append((cc, next_asn, _clean(name), str(net), name))
     with OUT.open("w") as out:
         out.write(
             f"# derived by tools/derive_sim_origins.py from geoip2fast data {info['source_info']}\n"
