@@ -145,6 +145,22 @@ def test_every_line_a_sensor_writes_is_taken_by_the_sql_with_the_decoders_values
         assert row == decoded_row(line), line
 
 
+def test_a_line_from_before_an_optional_field_existed_is_taken_with_its_default():
+    """An older sensor's lines lack fields added since (``tls``, ``bdat``): the SQL takes
+    them, with the values the decoder gives (null, false), not only the decoder."""
+    lines = []
+    for line in sensor_lines():
+        pairs = [(k, v) for k, v in _pairs(line) if k not in ("tls", "bdat")]
+        if len(pairs) < len(_pairs(line)):
+            lines.append(_spell(pairs))
+    assert any(b'"spampot.smtp.message"' in line for line in lines)
+    verdicts, valid, rejected = check(lines)
+    assert rejected == [] and valid == len(lines)
+    for line, (ok, row) in zip(lines, verdicts, strict=True):
+        assert ok, line
+        assert row == decoded_row(line), line
+
+
 def test_the_sql_covers_the_frequent_events():
     covered = line_check().covered
     for name in ("session.open", "session.close", "proxy.request", "smtp.message"):

@@ -175,6 +175,7 @@ class EventCheck:
     structure: str  # json_transform's structure
     condition: str  # over ``t`` (the transformed line) and ``line``
     columns: dict[str, str]  # stored column -> expression over ``t``
+    optional: tuple[str, ...] = ()  # fields that may be absent (null, or their default)
 
 
 def event_check(cls: type[Event]) -> EventCheck:
@@ -185,17 +186,27 @@ def event_check(cls: type[Event]) -> EventCheck:
     structure: dict[str, object] = {"eventid": "VARCHAR"}
     parts = [f"t.eventid = {_literal(tag)}"]
     columns: dict[str, str] = {"eventid": "t.eventid"}
+    optional: list[str] = []
     for f in info.fields:
         kind, nullable = _unwrap(f.type)
         structure[f.name] = _structure(kind)
-        check = _checks(f"t.{f.name}", kind, nullable)
+        x = f"t.{f.name}"
+        check = _checks(x, kind, nullable)
+        if not f.required and f.default is None:
+            optional.append(f.name)  # absent is null, as written
+        elif not f.required and not nullable and isinstance(f.default, bool | int | str):
+            # Absent is the default: null only then, and the default stored.
+            optional.append(f.name)
+            absent = f"NOT contains(line, {_literal(json.dumps(f.name) + ':')})"
+            check = f"({x} IS NULL AND {absent}) OR ({check})"
+            x = f"coalesce({x}, {_sql_value(f.default)})"
         if check != "true":
             parts.append(f"({check})")
         if f.name in COLUMNS:
             value = (
-                _timestamp(f"t.{f.name}")
+                _timestamp(x)
                 if isinstance(kind, _inspect.DateTimeType)
-                else f"TRY_CAST(t.{f.name} AS {COLUMNS[f.name]})"
+                else f"TRY_CAST({x} AS {COLUMNS[f.name]})"
             )
             columns["ts" if f.name == "timestamp" else f.name] = value
     text = json.dumps(structure, separators=(",", ":"))
@@ -205,6 +216,32 @@ def event_check(cls: type[Event]) -> EventCheck:
         text,
         " AND ".join(parts),
         columns,
+        tuple(optional),
+    )
+
+
+def _sql_value(value: bool | int | str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int) else _literal(value)
+
+
+def _without_nulls(optional: tuple[str, ...]) -> str:
+    """The round trip for a line written before some optional fields existed (an older
+    sensor's: no ``"tls":null``, no ``"bdat":false``; ``json_transform`` makes an absent
+    field null): the line and ``to_json``'s result agree once every ``,"field":null`` of
+    those fields is taken out of both, and the line has each of them at most once (a key
+    twice, one of them null, would leave the other to be compared: the decoder takes the
+    last). Such a pair cannot occur inside a string, where a quote is
+    escaped; the first key is always ``eventid``, so each of them follows a comma."""
+    pattern = _literal(',"(' + "|".join(optional) + ')":null')
+    once = " AND ".join(
+        f"strlen(line) - strlen(replace(line, {_literal(k)}, '')) <= {len(k)}"
+        for k in (f'"{name}":' for name in optional)
+    )
+    return (
+        f"(regexp_replace(to_json(t), {pattern}, '', 'g') || chr(10)"
+        f" = regexp_replace(line, {pattern}, '', 'g') AND {once})"
     )
 
 
@@ -249,7 +286,10 @@ def line_check(guarded: bool = True) -> LineCheck:
         fields = ", ".join(
             f"{name}: {check.columns.get(name, f'CAST(NULL AS {kind})')}" for name, kind in outputs
         )
-        ok = f"coalesce(to_json(t) || chr(10) = line AND {check.condition}, false)"
+        same = "to_json(t) || chr(10) = line"
+        if check.optional:
+            same = f"CASE WHEN {same} THEN true ELSE {_without_nulls(check.optional)} END"
+        ok = f"coalesce({same} AND {check.condition}, false)"
         transform = f"json_transform(line, {_literal(check.structure)})"
         if guarded:
             transform = f"CASE WHEN json_valid(line) THEN {transform} END"
