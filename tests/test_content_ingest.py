@@ -126,3 +126,40 @@ def test_no_content_option(tmp_path):
     result = ingest(IngestConfig(tmp_path / "raw", tmp_path / "wh", content=False), NO_GEO)
     assert "message_content" not in result.rows and result.rows["messages"] == 50
     assert not (tmp_path / "wh" / "message_content").exists()
+
+
+def test_which_messages_are_missing_is_told_by_the_file_system(tmp_path, monkeypatch):
+    """A message file present, one absent from a directory that exists, one whose directory
+    is absent, one naming a path outside raw/: missing rows for the last three, with their
+    reasons and the event's columns, and the present one handed to the extraction; with a
+    relative raw directory too (the ingest takes the path as given)."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from spampot.analysis.content.batch import NO_FILE, NO_PATH, missing_rows
+
+    (tmp_path / "raw" / "s1" / "d").mkdir(parents=True)
+    (tmp_path / "raw" / "s1" / "d" / "here.eml.gz").write_bytes(gzip.compress(b"Subject: x\n\n"))
+    files = ["d/here.eml.gz", "d/gone.eml.gz", "nodir/gone.eml.gz", "../../etc/passwd"]
+    n = len(files)
+    ts = dt.datetime(2026, 3, 2, 10)
+    sources = pa.table(
+        {
+            "ts": [ts] * n, "sensor": ["s1"] * n, "raw_sensor": ["s1"] * n, "file": files,
+            "src_ip": [f"192.0.2.{i}" for i in range(n)], "sha256": ["ab" * 32] * n,
+            "country": ["TW"] * n, "asn": [9924] * n, "dst_ip": ["192.0.2.10"] * n,
+            "dst_port": [25] * n, "target_host": [None] * n, "recipients": [1] * n,
+        }
+    )  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    for raw in (tmp_path / "raw", Path("raw")):
+        present, missing = missing_rows(sources, raw)
+        assert [s.file for s in present] == ["d/here.eml.gz"]
+        assert present[0].ts == ts and present[0].recipients == 1
+        got = missing.select(["file", "src_ip", "status", "error", "day"]).to_pylist()
+        assert got == [
+            {"file": f, "src_ip": f"192.0.2.{i + 1}", "status": "missing", "error": why,
+             "day": ts.date()}
+            for i, (f, why) in enumerate(zip(files[1:], [NO_FILE, NO_FILE, NO_PATH], strict=True))
+        ]  # fmt: skip

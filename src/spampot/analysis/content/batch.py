@@ -73,12 +73,36 @@ class ContentOptions:
 
 def message_path(raw_dir: Path, raw_sensor: str | None, file: str | None) -> Path | None:
     """``raw/<raw_sensor>/<file>``, or None when the event's names would leave ``raw/``."""
+    path = _message_file(str(raw_dir), raw_sensor, file)
+    return None if path is None else Path(path)
+
+
+def _message_file(raw_dir: str, raw_sensor: str | None, file: str | None) -> str | None:
+    """:func:`message_path` as a string (no Path object: it runs once per message)."""
     if not raw_sensor or not file:
         return None
-    rel = Path(file)
-    if rel.is_absolute() or ".." in rel.parts or "/" in raw_sensor or raw_sensor in (".", ".."):
+    if file.startswith("/") or ".." in file.split("/"):
         return None
-    return raw_dir / raw_sensor / rel
+    if "/" in raw_sensor or raw_sensor in (".", ".."):
+        return None
+    return f"{raw_dir}/{raw_sensor}/{file}"
+
+
+class _Directories:
+    """Which directories exist, each asked of the file system once: a message whose
+    directory is not there has no file, without a look-up of its own (bodies not kept:
+    every message of a batch is in that case)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, bool] = {}
+
+    def exists(self, path: str) -> bool:
+        known = self._known.get(path)
+        if known is None:
+            parent = os.path.dirname(path)
+            known = (parent in ("", path) or self.exists(parent)) and os.path.isdir(path)
+            self._known[path] = known
+        return known
 
 
 def read_message(path: Path, limit: int) -> bytes:
@@ -132,25 +156,43 @@ def _content_row(source: Source, values: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(row[name] for name in _CONTENT_COLUMNS)
 
 
-def missing_rows(
-    sources: list[Source], raw_dir: Path
-) -> tuple[list[Source], list[tuple[Any, ...]]]:
-    """Split off the messages whose file is not there: their rows are made here, at a few
-    microseconds each (a warehouse of events whose bodies were not kept has millions)."""
+def missing_rows(sources: pa.Table, raw_dir: Path) -> tuple[list[Source], pa.Table]:
+    """Split off the messages whose file is not there (``sources``: the rows of
+    ``ingest_content_source.sql``): their ``message_content`` rows are built here as Arrow
+    columns, the event's columns and the missing row's constants, without a Python object
+    per row (a warehouse of events whose bodies were not kept has millions). The others
+    come back as :class:`Source`, for the extraction."""
     templates = {
         reason: as_row(Content(status="missing", error=reason)) for reason in (NO_PATH, NO_FILE)
     }
-    present: list[Source] = []
-    rows: list[tuple[Any, ...]] = []
-    for s in sources:
-        path = message_path(raw_dir, s.raw_sensor, s.file)
+    reasons: list[str | None] = []
+    directories = _Directories()
+    root = str(raw_dir)
+    for raw_sensor, file in zip(
+        sources.column("raw_sensor").to_pylist(), sources.column("file").to_pylist(), strict=True
+    ):
+        path = _message_file(root, raw_sensor, file)
         if path is None:
-            rows.append(_content_row(s, templates[NO_PATH]))
-        elif not os.path.exists(path):
-            rows.append(_content_row(s, templates[NO_FILE]))
+            reasons.append(NO_PATH)
+        elif directories.exists(os.path.dirname(path)) and os.path.exists(path):
+            reasons.append(None)
         else:
-            present.append(s)
-    return present, rows
+            reasons.append(NO_FILE)
+    present = pa.array([r is None for r in reasons], pa.bool_())
+    missing = sources.filter(pc.invert(present))
+    why = [r for r in reasons if r is not None]
+    columns = []
+    for field in arrow_schema("message_content"):
+        if field.name in _KEY_COLUMNS:
+            columns.append(missing.column(field.name).cast(field.type))
+        elif templates[NO_PATH][field.name] == templates[NO_FILE][field.name]:
+            value = pa.scalar(templates[NO_PATH][field.name], field.type)
+            columns.append(pa.repeat(value, len(missing)))
+        else:
+            columns.append(pa.array([templates[r][field.name] for r in why], field.type))
+    table = pa.table(columns, schema=arrow_schema("message_content"))
+    found = [Source(**row) for row in sources.filter(present).to_pylist()]
+    return found, _with_day(table)
 
 
 def extract_chunk(sources: list[Source], raw_dir: Path, limits: ContentLimits) -> Rows:
@@ -189,8 +231,11 @@ def _table(name: str, rows: list[tuple[Any, ...]]) -> pa.Table:
         [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
         schema=schema,
     )
-    day = pc.cast(table.column("ts"), pa.date32())
-    return table.append_column("day", day)
+    return _with_day(table)
+
+
+def _with_day(table: pa.Table) -> pa.Table:
+    return table.append_column("day", pc.cast(table.column("ts"), pa.date32()))
 
 
 class ContentExtractor:
@@ -219,13 +264,12 @@ class ContentExtractor:
         return self._tables.pop(name)  # handed over once: memory is one batch's tables
 
     def _extract(self, con: duckdb.DuckDBPyConnection, batch: BatchLike) -> dict[str, pa.Table]:
-        sources = [
-            Source(*row) for row in con.execute(load_sql("ingest_content_source")).fetchall()
-        ]
-        sources, missing = missing_rows(sources, batch.raw_dir)
+        rows = con.sql(load_sql("ingest_content_source")).to_arrow_table()
+        sources, missing = missing_rows(rows, batch.raw_dir)
+        del rows
         chunks = [sources[i : i + CHUNK] for i in range(0, len(sources), CHUNK)]
         results = self._map(chunks, batch.raw_dir)
-        content: list[tuple[Any, ...]] = missing
+        content: list[tuple[Any, ...]] = []
         urls: list[tuple[Any, ...]] = []
         attachments: list[tuple[Any, ...]] = []
         for c, u, a in results:
@@ -233,7 +277,7 @@ class ContentExtractor:
             urls += u
             attachments += a
         return {
-            "message_content": _table("message_content", content),
+            "message_content": pa.concat_tables([missing, _table("message_content", content)]),
             "message_urls": _table("message_urls", urls),
             "message_attachments": _table("message_attachments", attachments),
         }
