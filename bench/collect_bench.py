@@ -5,8 +5,9 @@ real sshd on 127.0.0.1. Each run puts the same tree back in the spool (hard link
 and times, in turn:
 
 - `rsync -a` over ssh with the same options and key type, without the forced command (baseline);
-- `spampot collect --once` through the gate: copy, syncfs, then one request that removes what
-  the centre holds, prunes and writes the marker (the default, durable = true);
+- `spampot collect --once` through the gate: the copy, and beside it the finish request that
+  deletes on the sensor what the centre holds (synced) as rsync itemises it, then prunes and
+  writes the marker (the default, durable = true);
 - the same with durable = false (one rsync pass with --remove-source-files).
 
 Every transfer writes into a destination of its own, and nothing is deleted until the end:

@@ -74,7 +74,10 @@ class FleetSensor:
         return self.data_dir / "spool"
 
     def spool_files(self) -> list[Path]:
-        return sorted(p for p in self.spool.rglob("*") if p.is_file())
+        # os.walk, not rglob: a collection may prune a directory while this walks it.
+        return sorted(
+            Path(root, name) for root, _dirs, files in os.walk(self.spool) for name in files
+        )
 
 
 def gate_command(config: Path) -> str:

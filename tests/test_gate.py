@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +19,7 @@ from hypothesis import strategies as st
 from fleet import add_sensor, fill_spool, sensor_config
 from spampot.central.gate import (
     Collected,
+    CollectedStream,
     Health,
     Refused,
     RsyncSender,
@@ -23,6 +27,7 @@ from spampot.central.gate import (
     parse_request,
     prune_spool,
     remove_held,
+    remove_streamed,
     write_last_collection,
 )
 from spampot.layout import spool_file
@@ -51,6 +56,10 @@ def test_rsync_sender_of_the_spool_passes(command):
 def test_other_allowed_commands():
     assert parse_request("spampot health --json", DATA) == Health()
     assert parse_request("spampot collected --files 3 --bytes 1024", DATA) == Collected(3, 1024)
+    assert parse_request("spampot collected --stream", DATA) == CollectedStream()
+    for bad in ("--stream --stream", "--stream x", "--streams", "--stream --remove"):
+        with pytest.raises(Refused):
+            parse_request(f"spampot collected {bad}", DATA)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +150,7 @@ def test_fuzz_only_the_three_forms_pass(command):
             for a in argv
         )
     else:
-        assert isinstance(request, Health | Collected)
+        assert isinstance(request, Health | Collected | CollectedStream)
 
 
 def test_prune_keeps_newest_day_and_events(tmp_path):
@@ -363,3 +372,80 @@ def test_removal_list_from_arbitrary_bytes(data):
         return
     for item in held:
         assert spool_file(item.relpath) and ".." not in item.relpath.split("/")
+
+
+# -- the streamed removal list of `spampot collected --stream` ----------------------------------
+
+
+def test_streamed_removal_deletes_each_file_as_its_line_arrives(tmp_path):
+    """The centre lists what it holds while its copy runs: a file goes as soon as its line
+    is read, long before the list ends."""
+    import threading
+
+    spool = tmp_path / "spool"
+    a = "2026-11-26/25/198.51.100.7/120000-ABCDEF01.eml.gz"
+    b = "2026-11-26/25/198.51.100.8/120002-ABCDEF03.eml.gz"
+    for rel in (a, b):
+        _message(spool, rel)
+    read_fd, write_fd = os.pipe()
+    result: list = []
+    reader = threading.Thread(
+        target=lambda: result.append(remove_streamed(spool, os.fdopen(read_fd, "rb", 0)))
+    )
+    reader.start()
+    with os.fdopen(write_fd, "wb", 0) as writer:
+        writer.write(f"10 1790000000 {a}\n".encode())
+        deadline = time.monotonic() + 10
+        while (spool / a).exists():
+            assert time.monotonic() < deadline, "not deleted before the list ended"
+            time.sleep(0.01)
+        assert reader.is_alive() and (spool / b).exists()
+        writer.write(f"11 1790000000 {b}\nend 2 20\n".encode())  # b: another size, kept
+    reader.join(timeout=10)
+    assert result == [(1, 1, (2, 20))]
+    assert (spool / b).exists()
+
+
+def test_streamed_removal_without_its_closing_line_records_nothing(tmp_path):
+    config = sensor_config(tmp_path / "s.toml", "br-09", tmp_path / "data")
+    spool = tmp_path / "data" / "spool"
+    a = "2026-11-26/25/198.51.100.7/120000-ABCDEF01.eml.gz"
+    _message(spool, a)
+    marker = tmp_path / "data" / "state" / "last-collection.json"
+
+    def gate(stdin: bytes) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "spampot", "gate", "--config", str(config)],
+            env={**os.environ, "SSH_ORIGINAL_COMMAND": "spampot collected --stream"},
+            input=stdin,
+            capture_output=True,
+            timeout=60,
+        )
+
+    # The copy failed: what was listed is held at the centre and goes; nothing is recorded.
+    cut = gate(f"10 1790000000 {a}\n".encode())
+    assert cut.returncode == 1 and b"before its closing line" in cut.stderr, cut.stderr
+    assert not (spool / a).exists() and not marker.exists()
+    # A line that is not one stops the request, and records nothing either.
+    _message(spool, a)
+    bad = gate(f"10 1 ../state/x\n10 1790000000 {a}\nend 1 10\n".encode())
+    assert bad.returncode == 1 and b"refused" in bad.stderr and (spool / a).exists()
+    assert not marker.exists()
+    done = gate(f"10 1790000000 {a}\nend 1 10\n".encode())
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"removed": 1, "kept": 0, "pruned": 0}
+    assert json.loads(marker.read_text())["files"] == 1 and not (spool / a).exists()
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2000))
+def test_streamed_removal_from_arbitrary_bytes(data):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spool = Path(tmp) / "spool"
+        keep = _message(Path(tmp), "outside/a.jsonl.gz")
+        (spool / "events").mkdir(parents=True)
+        with contextlib.suppress(Refused):
+            remove_streamed(spool, io.BytesIO(data))
+        assert keep.exists()

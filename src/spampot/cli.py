@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from spampot import __version__
-from spampot.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from spampot.config import Config
 
 # Commands that live in their own modules, imported only when run: the sensor (and the gate,
 # run once per SSH command) must not pay for rich, DuckDB or numpy at every start.
@@ -75,6 +78,10 @@ def main() -> None:
 
 
 def _load(config_path: Path | None, **overrides: object) -> Config:
+    # Imported here: the configuration's defaults import the protocol machines (a third of a
+    # CPU-second), which the commands of the central server and most of the gate's never use.
+    from spampot.config import ConfigError, load_config
+
     try:
         return load_config(config_path, **overrides)
     except ConfigError as exc:
@@ -105,6 +112,7 @@ def sensor(
     allow_partial_bind: bool | None,
 ) -> None:
     """Run a sensor in the foreground until SIGTERM or Ctrl-C."""
+    from spampot.config import load_config
     from spampot.sensor.daemon import run_sensor
 
     overrides = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -12,10 +11,12 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
-from spampot.central.inventory import InventoryError, SensorEntry, load_inventory
+if TYPE_CHECKING:  # the gate, run at every SSH request of the centre, needs none of it
+    from spampot.central.inventory import SensorEntry
 
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?")
 
@@ -66,6 +67,7 @@ def collect(
 ) -> None:
     """Pull the captures of every sensor into raw/ over rsync and SSH (exit 1 if any failed)."""
     from spampot.central.collect import CollectError, Collector
+    from spampot.central.inventory import InventoryError, load_inventory
     from spampot.central.progress import LogReporter, RichReporter
 
     if once and every:
@@ -110,9 +112,9 @@ def collect(
         round_no += 1
         start = time.monotonic()
         # A fresh display each round: a daemon on a terminal shows the current round only.
-        collector.reporter = RichReporter() if live else LogReporter()
-        reporter = collector.reporter
-        with reporter if isinstance(reporter, RichReporter) else contextlib.nullcontext():
+        reporter: LogReporter | RichReporter = RichReporter() if live else LogReporter()
+        collector.reporter = reporter
+        with reporter:
             try:
                 outcomes = collector.collect(sensors)
             except (CollectError, OSError) as exc:
@@ -156,8 +158,7 @@ def gate(config_path: Path | None, data_dir: Path | None) -> None:
     Runs what SSH_ORIGINAL_COMMAND asks only when it is the rsync sender of the spool, the
     post-collection prune and marker, or `spampot health --json`; refuses anything else.
     """
-    from spampot.central.gate import GateSetup, run_gate
-    from spampot.config import ConfigError, load_config
+    from spampot.central.gate import GateSetup, Refused, configured_data_dir, run_gate
 
     if config_path is None:
         # Without the sensor's configuration, health would describe the built-in defaults
@@ -169,14 +170,14 @@ def gate(config_path: Path | None, data_dir: Path | None) -> None:
         )
         sys.exit(1)
     try:
-        config = load_config(config_path, sensor__data_dir=str(data_dir) if data_dir else None)
-    except ConfigError as exc:
+        configured = configured_data_dir(config_path)
+    except Refused as exc:
         click.echo(f"spampot gate: refused: {exc}", err=True)
         sys.exit(1)
     # Not resolve(): the inventory names the data dir as the sensor's config does, symlinks
     # included, and the rsync source must match it exactly.
     setup = GateSetup(
-        data_dir=Path(os.path.abspath(config.data_dir)),
+        data_dir=Path(os.path.abspath(data_dir or configured)),
         config_path=Path(os.path.abspath(config_path)),
         data_dir_override=data_dir is not None,
     )

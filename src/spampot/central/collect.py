@@ -16,17 +16,19 @@ One collection of one sensor:
    data dir's depth that tripled the copy's system time (measured: 8 s against 2.7 s of sys
    time for 20,000 files), which on a busy server made the copy two to three times slower
    than a bare ``rsync -a``.
-2. **sync**: one ``syncfs`` of the filesystem holding ``raw/``: the copies are on disk before the
-   sensor is told to delete anything (a power cut at the centre loses nothing).
-3. **finish**: one request to the sensor's gate, ``spampot collected --remove``, with the list
-   of files raw/ now holds (rsync itemised every file of the spool it found here, received or
-   already up to date) and each one's size and mtime: the gate deletes each that is still that
-   file (rsync's own "up to date" test), prunes the emptied directories and records the
-   collection in ``state/last-collection.json`` (read by ``spampot health``). Files that
-   arrived on the sensor since step 1 are in no list, so neither copied nor deleted.
+2. **finish**, beside the copy: one request to the sensor's gate, ``spampot collected
+   --stream``, started with the copy over a second SSH session. rsync itemises every file of
+   the spool it received or found already up to date; in batches, each of those that raw/
+   holds by its final name is listed with its size and mtime, after one ``syncfs`` of raw/'s
+   filesystem (the batch is on disk before the sensor deletes anything: a power cut at the
+   centre loses nothing). The gate deletes each listed file that is still that file (rsync's
+   own "up to date" test) as the lines arrive. When the copy has ended well, a closing line
+   with the counts makes the gate prune the emptied directories and record the collection
+   in ``state/last-collection.json`` (read by ``spampot health``). Files that arrived on the
+   sensor after the copy's file list are in no list, so neither copied nor deleted.
 
-This used to be a second rsync pass (``--existing --remove-source-files``): a second walk and
-file list of the whole spool on both ends and another SSH connection, for the same answer.
+This used to be a second rsync pass (``--existing --remove-source-files``), then a request
+after the copy with the whole list: the deletions now run while the copy does.
 
 Whatever is interrupted, the next run finishes it: a file is deleted on the sensor only once it
 is whole and durable at the centre, and a file copied but not yet deleted is "up to date" the
@@ -222,68 +224,59 @@ class Collector:
         unclean.touch()
         ssh = self.ssh_command(entry)
         source = f"{_rsync_host(entry)}:{entry.remote_spool}"
-        base = [
+        copy = [
             self.cfg.rsync,
             "-rt",
             f"--timeout={self.cfg.io_timeout}",
             "--rsh=" + shlex.join(ssh),
-        ]
-        if self.cfg.compress:
-            base.append("--compress")  # [collect] compress: for slow uplinks only
-        if self.cfg.bwlimit:
-            base.append(f"--bwlimit={self.cfg.bwlimit}")
-        copy = [
-            *base,
             "--out-format=%i %l %n",
         ]
-        if self.cfg.durable:
-            # Itemise unchanged files too (".f"): a file copied by an interrupted run is here
-            # already and must still be removed from the sensor.
-            copy.append("-ii")  # twice: unchanged files too
-        else:
+        if self.cfg.compress:
+            copy.append("--compress")  # [collect] compress: for slow uplinks only
+        if self.cfg.bwlimit:
+            copy.append(f"--bwlimit={self.cfg.bwlimit}")
+        finish_host = [*ssh, _ssh_host(entry)]
+        if not self.cfg.durable:
             copy.append("--remove-source-files")
-        held: list[str] = []  # files under raw/ now, as the sensor names them
-
-        def on_line(line: bytes) -> None:
-            # "%i %l %n": the itemised changes (always 11 characters: ">f" = a file received,
-            # ".f" = a file already here and up to date), its length, its name.
-            if line.startswith((b">f", b".f")):
-                length, _, name = line[12:].rstrip(b"\n").partition(b" ")
-                if name:
-                    held.append(name.decode("utf-8", "surrogateescape"))
-                if line.startswith(b">f"):
-                    tally.files += 1
-                    with contextlib.suppress(ValueError):
-                        tally.bytes += int(length)
-
-        def tick() -> None:
-            self.reporter.progress(entry.name, tally.files, tally.bytes)
-
-        with _timed(tally, "copy"):
-            self._run("copy", [*copy, source, f"{raw}/"], deadline, RSYNC_EXIT, on_line, tick)
-        unclean.unlink()  # rsync ended by itself: it left no file in transfer
-        if self.cfg.durable:
-            with _timed(tally, "sync"):
-                fd = os.open(raw, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    syncfs(fd)
-                finally:
-                    os.close(fd)
-        finish = ["spampot", "collected", "--files", str(tally.files), "--bytes", str(tally.bytes)]
-        removal = None
-        if self.cfg.durable:
-            # What raw/ holds, durably now, with the size and mtime the sensor must still see
-            # for the file to be deleted there (rsync's "up to date").
-            finish.append("--remove")
-            removal = held_list(raw, held)
-        with _timed(tally, "finish"):
-            self._run(
-                "finish",
-                [*ssh, _ssh_host(entry), shlex.join(finish)],
-                deadline,
-                FINISH_EXIT,
-                stdin_data=removal,
-            )
+            with _timed(tally, "copy"):
+                self._run("copy", [*copy, source, f"{raw}/"], deadline, RSYNC_EXIT, tally, entry)
+            unclean.unlink()
+            counts = ["--files", str(tally.files), "--bytes", str(tally.bytes)]
+            request = shlex.join(["spampot", "collected", *counts])
+            with _timed(tally, "finish"):
+                self._wait(self._start("finish", [*finish_host, request], deadline))
+            return
+        # Itemise unchanged files too (".f", -ii): a file copied by an interrupted run is here
+        # already and must still be removed from the sensor. The finish request runs beside
+        # the copy and deletes on the sensor what raw/ holds durably, as it comes.
+        copy.append("-ii")
+        finish_cmd = shlex.join(["spampot", "collected", "--stream"])
+        finish = self._start("finish", [*finish_host, finish_cmd], deadline, stdin=True)
+        assert finish.proc.stdin is not None
+        feeder = _Feeder(raw, finish.proc.stdin)
+        feeder.start()
+        copy_error: CollectError | OSError | None = None
+        try:
+            with _timed(tally, "copy"):
+                self._run(
+                    "copy", [*copy, source, f"{raw}/"], deadline, RSYNC_EXIT, tally, entry, feeder
+                )
+            unclean.unlink()  # rsync ended by itself: it left no file in transfer
+        except (CollectError, OSError) as exc:  # the finish request is still ended and waited
+            copy_error = exc
+        t0 = time.monotonic()
+        feeder.end(None if copy_error else (tally.files, tally.bytes))
+        feeder.join()
+        tally.steps["sync"] = feeder.sync_s
+        try:
+            self._wait(finish)
+        except CollectError:
+            if copy_error is None:
+                raise
+        finally:
+            tally.steps["finish"] = time.monotonic() - t0
+        if copy_error is not None:
+            raise copy_error
 
     def ssh_command(self, entry: SensorEntry) -> list[str]:
         return ssh_command(entry, self.cfg, self.layout)
@@ -294,12 +287,32 @@ class Collector:
         argv: list[str],
         deadline: float,
         meanings: dict[int, str],
-        on_line: Callable[[bytes], None] | None = None,
-        tick: Callable[[], None] | None = None,
-        stdin_data: bytes | None = None,
+        tally: _Tally,
+        entry: SensorEntry,
+        feeder: _Feeder | None = None,
     ) -> None:
-        """Run one command to its end or the deadline; raises CollectError when it failed
-        (``meanings``: what the command's exit statuses say, for the message)."""
+        """The copy: rsync to its end or the deadline, its itemised lines counted (and handed
+        to ``feeder``); raises CollectError when it failed."""
+
+        def on_line(line: bytes) -> None:
+            # "%i %l %n": the itemised changes (always 11 characters: ">f" = a file received,
+            # ".f" = a file already here and up to date), its length, its name.
+            if line.startswith((b">f", b".f")):
+                length, _, name = line[12:].rstrip(b"\n").partition(b" ")
+                if name and feeder is not None:
+                    feeder.add(name.decode("utf-8", "surrogateescape"))
+                if line.startswith(b">f"):
+                    tally.files += 1
+                    with contextlib.suppress(ValueError):
+                        tally.bytes += int(length)
+
+        def tick() -> None:
+            self.reporter.progress(entry.name, tally.files, tally.bytes)
+
+        self._wait(self._start(step, argv, deadline), meanings, on_line, tick)
+
+    def _start(self, step: str, argv: list[str], deadline: float, stdin: bool = False) -> _Running:
+        """Start one command of a step, killed at the deadline; its stderr kept."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise CollectError(f"{step}: collect.max_duration ({self.cfg.max_duration} s) reached")
@@ -307,7 +320,7 @@ class Collector:
             raise CollectError(f"{step}: interrupted")
         proc = subprocess.Popen(
             deathsig.wrap(argv),  # ends with this process, even when it is killed alone
-            stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # a terminal's Ctrl-C reaches us, not rsync half-way
@@ -319,8 +332,18 @@ class Collector:
         stderr: collections.deque[bytes] = collections.deque(maxlen=_STDERR_LINES)
         reader = threading.Thread(target=_drain, args=(proc.stderr, stderr), daemon=True)
         reader.start()
-        if stdin_data is not None:
-            threading.Thread(target=_feed, args=(proc.stdin, stdin_data), daemon=True).start()
+        return _Running(step, proc, deadline, timer, stderr, reader)
+
+    def _wait(
+        self,
+        running: _Running,
+        meanings: dict[int, str] = FINISH_EXIT,
+        on_line: Callable[[bytes], None] | None = None,
+        tick: Callable[[], None] | None = None,
+    ) -> None:
+        """Read a started command's output to its end; raises CollectError when it failed
+        (``meanings``: what the command's exit statuses say, for the message)."""
+        proc, deadline = running.proc, running.deadline
         try:
             assert proc.stdout is not None
             last = time.monotonic()
@@ -332,8 +355,8 @@ class Collector:
                     tick()
             code = proc.wait()
         finally:
-            timer.cancel()
-            reader.join(timeout=5)
+            running.timer.cancel()
+            running.reader.join(timeout=5)
             with self._lock:
                 self._procs.discard(proc)
             if proc.poll() is None:
@@ -351,9 +374,9 @@ class Collector:
             else:
                 why = f"exit {code}" + (f" ({meanings[code]})" if code in meanings else "")
             # ssh's host key warning comes framed in lines of "@"; the last lines say most.
-            detail = b" | ".join(line.strip() for line in stderr if line.strip(b"@ \r\n"))
+            detail = b" | ".join(line.strip() for line in running.stderr if line.strip(b"@ \r\n"))
             text = detail.decode("utf-8", "backslashreplace")[-1000:]
-            raise CollectError(f"{step}: {why}" + (f": {text}" if text else ""))
+            raise CollectError(f"{running.step}: {why}" + (f": {text}" if text else ""))
 
     @contextlib.contextmanager
     def _sensor_lock(self, entry: SensorEntry) -> Iterator[None]:
@@ -474,25 +497,105 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-def held_list(raw: Path, held: list[str]) -> bytes:
-    """``<size> <mtime> <path>`` lines for the files under ``raw`` that rsync listed."""
-    lines = []
-    for relpath in held:
+@dataclass(slots=True)
+class _Running:
+    """A started command of one step."""
+
+    step: str
+    proc: subprocess.Popen[bytes]
+    deadline: float
+    timer: threading.Timer
+    stderr: collections.deque[bytes]
+    reader: threading.Thread
+
+
+class _Feeder(threading.Thread):
+    """Feeds the finish request, while the copy runs, the files raw/ now holds durably.
+
+    rsync itemises each file it received or found up to date. In batches (every
+    ``BATCH_FILES`` names or ``BATCH_SECONDS``), each named file that is under raw/ by its
+    final name (whole: rsync renames a file into place once complete) is stat()ed there, one
+    ``syncfs`` puts the batch on disk, and then ``<size> <mtime> <path>`` lines go to the
+    gate, which deletes each file that is still that one on the sensor. A name not there yet
+    waits for the next batch; one still missing when the copy has ended is not listed (the
+    sensor keeps it). :meth:`end` closes the list: with ``end <files> <bytes>`` after a copy
+    that succeeded, without it after one that failed (the gate then records nothing).
+    """
+
+    BATCH_FILES = 2000
+    BATCH_SECONDS = 0.5
+
+    def __init__(self, raw: Path, stream: IO[bytes]) -> None:
+        super().__init__(daemon=True, name="collect-feeder")
+        self.raw = raw
+        self.stream = stream
+        self.sync_s = 0.0  # time in syncfs
+        self._names: list[str] = []
+        self._ended = False
+        self._counts: tuple[int, int] | None = None
+        self._cond = threading.Condition()
+        self._broken = False  # the gate stopped reading (refused, or gone)
+
+    def add(self, name: str) -> None:
+        with self._cond:
+            self._names.append(name)
+            if len(self._names) >= self.BATCH_FILES:
+                self._cond.notify()
+
+    def end(self, counts: tuple[int, int] | None) -> None:
+        """The copy ended: ``counts`` (files, bytes) if it succeeded, None if not."""
+        with self._cond:
+            self._ended, self._counts = True, counts
+            self._cond.notify()
+
+    def run(self) -> None:
+        waiting: list[str] = []
         try:
-            st = os.stat(raw / relpath, follow_symlinks=False)
-        except OSError:
-            continue  # not here after all: the sensor keeps it
-        lines.append(f"{st.st_size} {int(st.st_mtime)} {relpath}\n")
-    return "".join(lines).encode("utf-8", "surrogateescape")
+            while True:
+                with self._cond:
+                    if not self._ended and len(self._names) < self.BATCH_FILES:
+                        self._cond.wait(self.BATCH_SECONDS)
+                    ended = self._ended
+                    waiting += self._names
+                    self._names = []
+                waiting = self._send(waiting)
+                if ended:
+                    break
+            if self._counts is not None:
+                self._write(f"end {self._counts[0]} {self._counts[1]}\n".encode())
+        finally:
+            with contextlib.suppress(OSError):
+                self.stream.close()
 
+    def _send(self, names: list[str]) -> list[str]:
+        """List those of ``names`` that raw/ holds, once synced; returns the others."""
+        lines, missing = [], []
+        for relpath in names:
+            try:
+                st = os.stat(self.raw / relpath, follow_symlinks=False)
+            except OSError:
+                missing.append(relpath)
+                continue
+            lines.append(f"{st.st_size} {int(st.st_mtime)} {relpath}\n")
+        if lines and not self._broken:
+            t0 = time.monotonic()
+            fd = os.open(self.raw, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                syncfs(fd)  # what is listed is on disk before the sensor deletes it
+            finally:
+                os.close(fd)
+            self.sync_s += time.monotonic() - t0
+            self._write("".join(lines).encode("utf-8", "surrogateescape"))
+        return missing
 
-def _feed(stream: IO[bytes] | None, data: bytes) -> None:
-    if stream is None:
-        return
-    with contextlib.suppress(OSError):  # the other end may refuse and close early
-        stream.write(data)
-    with contextlib.suppress(OSError):
-        stream.close()
+    def _write(self, data: bytes) -> None:
+        if self._broken:
+            return
+        try:
+            self.stream.write(data)
+            self.stream.flush()
+        except OSError:  # the gate refused or the connection failed: its exit status says why
+            self._broken = True
 
 
 def _drain(stream: IO[bytes] | None, into: collections.deque[bytes]) -> None:

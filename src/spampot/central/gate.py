@@ -8,10 +8,14 @@ everything else:
 - ``rsync --server --sender <flags> [--timeout=N] [--bwlimit=N] [--remove-source-files]
   . <data_dir>/spool/``: rsync sending the spool (never receiving: nothing can be written on the
   sensor through it), with removal of the files the centre confirmed;
-- ``spampot collected --files N --bytes N [--remove]``: with ``--remove``, first delete the
-  files listed on stdin (``<size> <mtime> <path under spool/>`` per line: what the centre holds
-  durably), each only if it is still that file; then prune the directories the collection
-  emptied, and record the collection in ``state/last-collection.json`` for ``spampot health``;
+- ``spampot collected --stream``: delete each file listed on stdin (``<size> <mtime> <path
+  under spool/>`` per line: what the centre holds durably), as the lines arrive (the centre
+  sends them while its copy runs), each only if it is still that file; at the closing line
+  ``end <files> <bytes>``, prune the directories the collection emptied and record the
+  collection in ``state/last-collection.json`` for ``spampot health``. A list that stops
+  before its closing line (the copy failed, the connection was cut) records nothing;
+- ``spampot collected --files N --bytes N [--remove]``: the same with the counts given first
+  and the whole list read before anything is deleted (the collectors before ``--stream``);
 - ``spampot health --json``: the sensor's health report.
 
 Why not Debian's ``rrsync``: it restricts rsync to a directory but runs nothing else, and its
@@ -31,11 +35,18 @@ import re
 import shlex
 import stat
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from spampot.layout import EVENTS, SensorLayout, remote_spool, spool_file
+from spampot.layout import (
+    DEFAULT_SENSOR_DATA_DIR,
+    EVENTS,
+    SensorLayout,
+    remote_spool,
+    spool_file,
+)
 
 MAX_COMMAND = 4096  # longer requests are refused unread
 
@@ -67,11 +78,16 @@ class Collected:
 
 
 @dataclass(frozen=True, slots=True)
+class CollectedStream:
+    """``collected --stream``: removal lines as the copy goes, then ``end <files> <bytes>``."""
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
     pass
 
 
-Request = RsyncSender | Collected | Health
+Request = RsyncSender | Collected | CollectedStream | Health
 
 
 def parse_request(command: str | None, data_dir: str) -> Request:
@@ -91,6 +107,8 @@ def parse_request(command: str | None, data_dir: str) -> Request:
         return _rsync(words, data_dir)
     if words == ["spampot", "health", "--json"]:
         return Health()
+    if words == ["spampot", "collected", "--stream"]:
+        return CollectedStream()
     if (
         len(words) in (6, 7)
         and words[:2] == ["spampot", "collected"]
@@ -133,62 +151,102 @@ class Held:
     mtime: int  # whole seconds
 
 
+def parse_held_line(number: int, line: bytes) -> Held:
+    """One line ``<size> <mtime> <relpath>`` of a removal list; raises :class:`Refused`."""
+    if number > MAX_REMOVE_LINES or len(line) > MAX_REMOVE_LINE:
+        raise Refused(f"removal list: line {number} past the limits")
+    fields = line.rstrip(b"\n").split(b" ", 2)
+    size, mtime, relpath = (fields + [b""] * 3)[:3] if len(fields) < 3 else fields
+    text = relpath.decode("ascii", "replace")
+    numbers = (size.decode("ascii", "replace"), mtime.decode("ascii", "replace"))
+    if not (all(_COUNT.fullmatch(n) for n in numbers) and spool_file(text)):
+        raise Refused(f"removal list: line {number} is not <size> <mtime> <spool file>")
+    return Held(text, int(size), int(mtime))
+
+
 def parse_held(stream: IO[bytes]) -> list[Held]:
-    """The removal list: lines ``<size> <mtime> <relpath>``; raises :class:`Refused` on any
-    line that is not one, or past the limits, before anything is deleted."""
-    held = []
-    for number, line in enumerate(stream, 1):
-        if number > MAX_REMOVE_LINES or len(line) > MAX_REMOVE_LINE:
-            raise Refused(f"removal list: line {number} past the limits")
-        fields = line.rstrip(b"\n").split(b" ", 2)
-        size, mtime, relpath = (fields + [b""] * 3)[:3] if len(fields) < 3 else fields
-        text = relpath.decode("ascii", "replace")
-        numbers = (size.decode("ascii", "replace"), mtime.decode("ascii", "replace"))
-        if not (all(_COUNT.fullmatch(n) for n in numbers) and spool_file(text)):
-            raise Refused(f"removal list: line {number} is not <size> <mtime> <spool file>")
-        held.append(Held(text, int(size), int(mtime)))
-    return held
+    """A whole removal list; raises :class:`Refused` on any line that is not one, or past
+    the limits, before anything is deleted."""
+    return [parse_held_line(number, line) for number, line in enumerate(stream, 1)]
+
+
+def parse_end(line: bytes) -> tuple[int, int]:
+    """The closing line of a streamed list, ``end <files> <bytes>``; raises Refused."""
+    words = line.rstrip(b"\n").decode("ascii", "replace").split(" ")
+    if len(words) != 3 or words[0] != "end" or not all(_COUNT.fullmatch(w) for w in words[1:]):
+        raise Refused("removal list: the closing line is not end <files> <bytes>")
+    return int(words[1]), int(words[2])
+
+
+class Remover:
+    """Deletes listed files under ``spool/`` that are still the ones the centre holds (a
+    regular file of that size and mtime, as rsync's "up to date"), one at a time; counts
+    ``removed`` and ``kept``. Use as a context manager (it holds directory descriptors).
+
+    Paths are walked one directory at a time from ``spool/`` without following symbolic links
+    (O_NOFOLLOW), so no listed name can reach outside the spool, whatever is on the disk; the
+    directory of the last file stays open (the list comes in rsync's order, by directory).
+    """
+
+    def __init__(self, spool: Path) -> None:
+        self.removed = self.kept = 0
+        self._root = os.open(spool, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        self._current: tuple[str, int] | None = None
+
+    def __enter__(self) -> Remover:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._current is not None:
+            os.close(self._current[1])
+            self._current = None
+        os.close(self._root)
+
+    def remove(self, item: Held) -> bool:
+        directory, _, name = item.relpath.rpartition("/")
+        if self._current is None or self._current[0] != directory:
+            if self._current is not None:
+                os.close(self._current[1])
+                self._current = None
+            fd = _open_under(self._root, directory)
+            if fd is None:
+                self.kept += 1
+                return False
+            self._current = (directory, fd)
+        dir_fd = self._current[1]
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and (st.st_size, int(st.st_mtime)) == (
+                item.size,
+                item.mtime,
+            ):
+                os.unlink(name, dir_fd=dir_fd)
+                self.removed += 1
+                return True
+        except FileNotFoundError:
+            pass
+        self.kept += 1
+        return False
 
 
 def remove_held(spool: Path, held: list[Held]) -> tuple[int, int]:
-    """Delete each listed file that is still the one the centre holds (a regular file of that
-    size and mtime, as rsync's "up to date"); returns (removed, kept).
-
-    Paths are walked one directory at a time from ``spool/`` without following symbolic links
-    (O_NOFOLLOW), so no listed name can reach outside the spool, whatever is on the disk.
-    """
-    removed = kept = 0
-    root = os.open(spool, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    current: tuple[str, int] | None = None  # the directory of the last file, kept open
-    try:
+    """Delete each of ``held`` that is still that file (:class:`Remover`); (removed, kept)."""
+    with Remover(spool) as remover:
         for item in held:
-            directory, _, name = item.relpath.rpartition("/")
-            if current is None or current[0] != directory:
-                if current is not None:
-                    os.close(current[1])
-                    current = None
-                fd = _open_under(root, directory)
-                if fd is None:
-                    kept += 1
-                    continue
-                current = (directory, fd)
-            try:
-                st = os.stat(name, dir_fd=current[1], follow_symlinks=False)
-                if stat.S_ISREG(st.st_mode) and (st.st_size, int(st.st_mtime)) == (
-                    item.size,
-                    item.mtime,
-                ):
-                    os.unlink(name, dir_fd=current[1])
-                    removed += 1
-                    continue
-            except FileNotFoundError:
-                pass
-            kept += 1
-    finally:
-        if current is not None:
-            os.close(current[1])
-        os.close(root)
-    return removed, kept
+            remover.remove(item)
+    return remover.removed, remover.kept
+
+
+def remove_streamed(spool: Path, stream: IO[bytes]) -> tuple[int, int, tuple[int, int] | None]:
+    """Delete as the lines of ``stream`` arrive; returns (removed, kept, the closing line's
+    (files, bytes), or None if the list stopped before it). A line that is not one stops the
+    request (:class:`Refused`); each line before it was checked and acted on by itself."""
+    with Remover(spool) as remover:
+        for number, line in enumerate(stream, 1):
+            if line.startswith(b"end "):
+                return remover.removed, remover.kept, parse_end(line)
+            remover.remove(parse_held_line(number, line))
+    return remover.removed, remover.kept, None
 
 
 def _open_under(root: int, directory: str) -> int | None:
@@ -260,6 +318,28 @@ class GateSetup:
     data_dir_override: bool = False  # the data dir came from --data-dir, not the file
 
 
+def configured_data_dir(config_path: Path) -> str:
+    """``[sensor] data_dir`` of the sensor's configuration file (the built-in default when the
+    file does not set it, as for the sensor); raises :class:`Refused` if it cannot be read.
+
+    The gate reads only this key for rsync and ``collected``: validating the whole file
+    imports the protocol machines for their defaults, a third of a CPU-second at every SSH
+    request (two per collection). ``health`` validates the whole file (:func:`run_gate`).
+    """
+    try:
+        with open(config_path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as exc:
+        raise Refused(f"cannot read {config_path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise Refused(f"{config_path}: {exc}") from exc
+    section = raw.get("sensor", {})
+    value = section.get("data_dir", DEFAULT_SENSOR_DATA_DIR) if isinstance(section, dict) else None
+    if not isinstance(value, str) or not value:
+        raise Refused(f"{config_path}: sensor.data_dir must be a path")
+    return value
+
+
 def health_argv(setup: GateSetup) -> list[str]:
     """``spampot health --json`` for this sensor: its configuration and data dir."""
     argv = [sys.executable, "-m", "spampot", "health", "--json", "--config", str(setup.config_path)]
@@ -285,20 +365,40 @@ def run_gate(command: str | None, setup: GateSetup) -> int:
         os.chdir(data_dir)
         os.execvp("rsync", list(request.argv))
     if isinstance(request, Health):
-        os.execv(sys.executable, health_argv(setup))
-    assert isinstance(request, Collected)
-    layout = SensorLayout(data_dir)
-    result: dict[str, int] = {}
-    if request.remove:
-        try:
-            held = parse_held(sys.stdin.buffer)
-        except Refused as exc:
+        from spampot.config import ConfigError, load_config
+
+        try:  # the whole file: health reports on every part of it
+            load_config(setup.config_path)
+        except ConfigError as exc:
             print(f"spampot gate: refused: {exc}", file=sys.stderr)
             return 1
-        result["removed"], result["kept"] = remove_held(layout.spool, held)
+        os.execv(sys.executable, health_argv(setup))
+    layout = SensorLayout(data_dir)
+    result: dict[str, int] = {}
+    try:
+        if isinstance(request, CollectedStream):
+            result["removed"], result["kept"], counts = remove_streamed(
+                layout.spool, sys.stdin.buffer
+            )
+            if counts is None:
+                print(
+                    f"spampot gate: the removal list ended before its closing line (the copy "
+                    f"did not finish): {result['removed']} removed, nothing recorded",
+                    file=sys.stderr,
+                )
+                return 1
+            files, nbytes = counts
+        else:
+            files, nbytes = request.files, request.bytes
+            if request.remove:
+                held = parse_held(sys.stdin.buffer)
+                result["removed"], result["kept"] = remove_held(layout.spool, held)
+    except Refused as exc:
+        print(f"spampot gate: refused: {exc}", file=sys.stderr)
+        return 1
     result["pruned"] = prune_spool(layout.spool)
     try:
-        write_last_collection(data_dir, request.files, request.bytes, dt.datetime.now(dt.UTC))
+        write_last_collection(data_dir, files, nbytes, dt.datetime.now(dt.UTC))
     except OSError as exc:
         print(f"spampot gate: cannot record the collection: {exc}", file=sys.stderr)
         return 1

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING, Any
 
 from spampot.central.collect import Outcome
+
+if TYPE_CHECKING:  # rich is imported by RichReporter only: the timer's runs log lines
+    from rich.console import Console
+    from rich.progress import TaskID
 
 log = logging.getLogger("spampot.collect")
 
@@ -33,6 +33,12 @@ def outcome_line(outcome: Outcome) -> str:
 class LogReporter:
     """One log line when a sensor starts and one when it ends (systemd's journal, cron mail)."""
 
+    def __enter__(self) -> LogReporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
     def started(self, sensor: str) -> None:
         log.info("%s: collecting", sensor)
 
@@ -50,6 +56,9 @@ class RichReporter:
     """A row per sensor with files and bytes so far, rate and elapsed time."""
 
     def __init__(self, console: Console | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         self.console = console or Console(stderr=True)
         self._bar = Progress(
             SpinnerColumn(finished_text="•"),
@@ -100,4 +109,6 @@ class RichReporter:
         )
         self._bar.stop_task(task)
         if not outcome.ok:
+            from rich.markup import escape
+
             self._bar.console.print(f"[red]{escape(outcome_line(outcome))}")
