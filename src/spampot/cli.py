@@ -78,7 +78,7 @@ def main() -> None:
 
 
 def _load(config_path: Path | None, **overrides: object) -> Config:
-    # Imported here: the configuration's defaults import the protocol machines (a third of a
+    # Imported here: the configuration's defaults import the protocol machines (about 0.1
     # CPU-second), which the commands of the central server and most of the gate's never use.
     from spampot.config import ConfigError, load_config
 

@@ -323,7 +323,7 @@ def configured_data_dir(config_path: Path) -> str:
     file does not set it, as for the sensor); raises :class:`Refused` if it cannot be read.
 
     The gate reads only this key for rsync and ``collected``: validating the whole file
-    imports the protocol machines for their defaults, a third of a CPU-second at every SSH
+    imports the protocol machines for their defaults, about 0.1 CPU-second at every SSH
     request (two per collection). ``health`` validates the whole file (:func:`run_gate`).
     """
     try:
