@@ -136,13 +136,17 @@ def decoded_row(line: bytes) -> dict | None:
     return row
 
 
-def test_every_line_a_sensor_writes_is_taken_by_the_sql_with_the_decoders_values():
-    lines = sensor_lines()
+def assert_all_taken_by_the_sql(lines: list[bytes]) -> None:
+    """Every line valid, and each taken by the SQL with the values the decoder gives it."""
     verdicts, valid, rejected = check(lines)
     assert rejected == [] and valid == len(lines)
     for line, (ok, row) in zip(lines, verdicts, strict=True):
         assert ok, line
         assert row == decoded_row(line), line
+
+
+def test_every_line_a_sensor_writes_is_taken_by_the_sql_with_the_decoders_values():
+    assert_all_taken_by_the_sql(sensor_lines())
 
 
 def test_a_line_from_before_an_optional_field_existed_is_taken_with_its_default():
@@ -154,11 +158,7 @@ def test_a_line_from_before_an_optional_field_existed_is_taken_with_its_default(
         if len(pairs) < len(_pairs(line)):
             lines.append(_spell(pairs))
     assert any(b'"spampot.smtp.message"' in line for line in lines)
-    verdicts, valid, rejected = check(lines)
-    assert rejected == [] and valid == len(lines)
-    for line, (ok, row) in zip(lines, verdicts, strict=True):
-        assert ok, line
-        assert row == decoded_row(line), line
+    assert_all_taken_by_the_sql(lines)
 
 
 def test_the_sql_covers_the_frequent_events():
