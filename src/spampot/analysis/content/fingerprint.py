@@ -96,8 +96,12 @@ def signature(hashes: np.ndarray) -> np.ndarray:
     """The 64 min-hashes (uint32 values in uint64) of a text's shingle hashes."""
     if hashes.size == 0:
         return np.zeros(NUM_PERM, dtype=np.uint64)
+    # In place: the shingles × 64 table is a few hundred kilobytes, and each temporary of
+    # that size is a fresh mmap with its page faults (four times the arithmetic's cost).
     with np.errstate(over="ignore"):
-        values = (np.multiply.outer(hashes, _A) + _B) >> _SHIFT
+        values = np.multiply.outer(hashes, _A)
+        values += _B
+        values >>= _SHIFT
     result: np.ndarray = values.min(axis=0)
     return result
 
