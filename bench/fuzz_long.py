@@ -36,6 +36,7 @@ PROPERTIES: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
         ("test_smtp_fuzz", "test_arbitrary_bytes_in_arbitrary_chunks", {}),
         ("test_smtp_fuzz", "test_plausible_sessions", {}),
         ("test_smtp_fuzz", "test_raw_random_chunks", {}),
+        ("test_smtp_fuzz", "test_plausible_sessions_one_byte_at_a_time", {}),
     ],
     "detect": [(*EACH, {"parser": "detect"})],
     "socks": [(*EACH, {"parser": "socks"})],

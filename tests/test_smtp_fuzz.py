@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import os
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import event as note_event
 from hypothesis import strategies as st
 
@@ -466,6 +466,11 @@ def test_plausible_sessions(stream, cuts, limits, require_helo, defer, dialect, 
 
 @FUZZ
 @given(stream=session(), limits=any_limits, dialect=dialects)
+@example(  # a CR where an over-long line is cut: content, whether the line came whole or not
+    stream=b"HELO c\rVRFY postmaster\rMAIL FROM:<a@b.example>\r\nQUIT\r\n",
+    limits=SmtpLimits(max_line=23),
+    dialect=next(d for d in DIALECTS if d.name == "postfix"),
+)
 def test_plausible_sessions_one_byte_at_a_time(stream, limits, dialect):
     whole = Run(limits, False, [], dialect)
     whole.feed(stream)

@@ -678,7 +678,9 @@ class SmtpServer:
                 return
             line = self._buf[:nl]
             self._buf = self._buf[nl + 1 :]
-            if line.endswith(b"\r"):  # bare LF is tolerated, as by every real MTA
+            # Bare LF is tolerated, as by every real MTA. The cut head of an over-long line
+            # (_skip_long_line) lost its end: a CR at its cut is content, as when it arrives whole.
+            if line.endswith(b"\r") and not self._long_pending:
                 line = line[:-1]
             if self._long_pending or len(line) > self._max_line:
                 self._long_pending = False
