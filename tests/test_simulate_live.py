@@ -4,6 +4,7 @@ the events a real sensor wrote for the same kinds of sessions."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import json
 from collections import Counter
@@ -13,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from spampot.cli import main
+from spampot.simulate import clients
 from spampot.simulate.live import (
     LiveError,
     LiveOptions,
@@ -239,3 +241,126 @@ def test_cli_live_reads_the_sensor_config(sensor_factory) -> None:
     stored = [e for e in events if e["eventid"] == "spampot.smtp.message"]
     assert len(stored) == counts["messages"]
     assert all(e["src_ip"] != "127.0.0.1" and e["proxied_by"] == "127.0.0.1" for e in stored)
+
+
+def test_offline_byte_counts_are_what_a_real_sensor_counts(sensor_factory, tmp_path: Path):
+    """Each simulated session, played to a real sensor configured as the simulator assumes
+    (its name as host name, the default personas): the sensor's session.close counts the
+    same bytes each way (less the PROXY header that presents the simulated source), and
+    stores each message with the size and SHA-256 the simulated event gives."""
+    from conftest import wait_banner
+
+    sensor = sensor_factory(start=False)
+    text = sensor.config_path.read_text().replace("[sensor]", TRUST_LOOPBACK)
+    text = text.replace('hostname = "mx.sensor.example"', 'hostname = "test-sensor"')
+    sensor.config_path.write_text(text)
+    sensor.start(wait=False)
+    wait_banner(sensor.smtp_port, host="::1")  # ::1 is not trusted: served directly
+    ports = sensor.ports
+    profile_path = tmp_path / "wire.toml"
+    profile_path.write_text(
+        f"""
+messages = 40
+days = 1
+socks5_auth = 0.5
+recipients_mean = 3
+sensor_address = "127.0.0.1"
+[[sensor]]
+name = "test-sensor"
+[[port]]
+port = {ports["smtp"]}
+protocol = "smtp"
+share = 30
+[[port]]
+port = {ports["http"]}
+protocol = "http"
+share = 35
+[[port]]
+port = {ports["socks"]}
+protocol = "socks"
+share = 35
+[http_outcomes]
+smtp = 40
+other = 20
+get = 20
+error = 20
+[socks_outcomes]
+smtp = 40
+other = 30
+error = 30
+[socks_versions]
+socks4 = 1
+socks4a = 1
+socks5 = 1
+"""
+    )
+    out = tmp_path / "out"
+    simulate_offline(load_profile(profile_path), OfflineOptions(out=out, bodies="all"))
+    base = out / "raw" / "test-sensor"
+    sessions: dict[str, list[dict]] = {}
+    for e in read_events(base):
+        if e["session"] is not None:
+            sessions.setdefault(e["session"], []).append(e)
+    module = {ports["smtp"]: "smtp", ports["http"]: "http", ports["socks"]: "socks"}
+    specs = []
+    for events in sessions.values():
+        first = events[0]
+        request = next((e for e in events if e["eventid"] == "spampot.proxy.request"), None)
+        mails = [e for e in events if e["eventid"] == "spampot.smtp.message"]
+        auth = request["auth"] if request else None
+        specs.append(
+            SessionSpec(
+                port=first["dst_port"],
+                module=module[first["dst_port"]],
+                protocol=request["protocol"] if request else "smtp",
+                outcome=request["outcome"] if request else "smtp",
+                # A refused command's event names no target: an address, as the simulator sends.
+                target_host=(request["target_host"] or "198.51.100.25") if request else "",
+                target_port=(request["target_port"] or 25) if request else 25,
+                source=(first["src_ip"], first["src_port"]),
+                proxy_version=1,
+                userpass=(auth["username"], auth["password"])
+                if auth and auth["method"] == "userpass"
+                else None,
+                helo=mails[0]["helo"] if mails else "client.example",
+                messages=tuple(
+                    MessageSpec(
+                        m["mail_from"],
+                        tuple(m["rcpt_to"]),
+                        gzip.decompress((base / m["file"]).read_bytes()),
+                    )
+                    for m in mails
+                ),
+            )
+        )
+    kinds = Counter((s.protocol, s.outcome) for s in specs)
+    assert len(kinds) >= 8 and kinds[("smtp", "smtp")] and kinds[("socks5", "smtp")], kinds
+    results = [asyncio.run(play(spec, "127.0.0.1")) for spec in specs]
+    assert [r.error for r in results if r.error] == []
+    closed = sensor.wait_events(
+        lambda ev: sum(e["eventid"] == "spampot.session.close" for e in ev) > len(specs),
+        timeout=60,
+    )
+    real: dict[tuple[str, int], list[dict]] = {}
+    for e in closed:
+        if e["session"] is not None:
+            real.setdefault((e["src_ip"], e["src_port"]), []).append(e)
+    compared = 0
+    for spec, events in zip(specs, sessions.values(), strict=True):
+        assert spec.source is not None
+        theirs = real[spec.source]
+        header = clients.proxy_header(1, *spec.source, "127.0.0.1", spec.port)
+        mine_close = next(e for e in events if e["eventid"] == "spampot.session.close")
+        real_close = next(e for e in theirs if e["eventid"] == "spampot.session.close")
+        assert (mine_close["bytes_in"], mine_close["bytes_out"]) == (
+            real_close["bytes_in"] - len(header),
+            real_close["bytes_out"],
+        ), (spec.protocol, spec.outcome, spec.target_host)
+        mine_msgs = [e for e in events if e["eventid"] == "spampot.smtp.message"]
+        real_msgs = [e for e in theirs if e["eventid"] == "spampot.smtp.message"]
+        assert [(e["size"], e["sha256"]) for e in mine_msgs] == [
+            (e["size"], e["sha256"]) for e in real_msgs
+        ]
+        assert [len(e["queue_id"]) for e in mine_msgs] == [len(e["queue_id"]) for e in real_msgs]
+        compared += 1 + len(mine_msgs)
+    assert compared > len(specs)

@@ -32,7 +32,9 @@ from spampot.simulate.profile import (
 )
 
 EVENT_FILE = re.compile(r"(?P<sensor>[\w.-]+)-(?P<hour>\d{8}T\d{2})(?:-(?P<n>\d+))?\.jsonl\.gz")
-MESSAGE_FILE = re.compile(r"\d{4}-\d{2}-\d{2}/\d{1,5}/[0-9A-Za-z.-]+/\d{6}-[0-9A-F]{10}\.eml\.gz")
+# The queue id is in the style of the persona that answered (Postfix's 10 hex digits on a
+# direct port; Exim's, Sendmail's, a provider's in tunnels), as a sensor names its files.
+MESSAGE_FILE = re.compile(r"\d{4}-\d{2}-\d{2}/\d{1,5}/[0-9A-Za-z.-]+/\d{6}-[0-9A-Za-z.-]+\.eml\.gz")
 
 
 def file_order(path: Path) -> tuple[str, int]:
@@ -142,7 +144,7 @@ def test_counts_are_what_the_files_hold(dataset) -> None:
                 event["src_ip"],
             )
             assert name[:6] == event["timestamp"][11:19].replace(":", "")
-            assert name[7:17] == event["queue_id"]
+            assert name[7:].removesuffix(".eml.gz") == event["queue_id"]
             body = base / event["file"]
             if body.exists():
                 bodies += 1

@@ -102,3 +102,36 @@ def proxy_header(version: int, src: str, src_port: int, dst: str, dst_port: int)
 
 def basic_auth(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+# --- the SMTP dialogue (RFC 5321), one client turn at a time -------------------------------
+
+
+def smtp_ehlo(helo: str) -> bytes:
+    return f"EHLO {helo}\r\n".encode()
+
+
+def smtp_envelope(mail_from: str, rcpt_to: tuple[str, ...] | list[str]) -> list[bytes]:
+    """MAIL, each RCPT and DATA: one command a turn (spam tools of the period waited for
+    each reply)."""
+    return [
+        f"MAIL FROM:<{mail_from}>\r\n".encode(),
+        *(f"RCPT TO:<{rcpt}>\r\n".encode() for rcpt in rcpt_to),
+        b"DATA\r\n",
+    ]
+
+
+def smtp_data(message: bytes) -> bytes:
+    """A message (CRLF lines) as sent after DATA's 354: every line that starts with a dot
+    gets another (RFC 5321 §4.5.2), a last line without its CRLF gets one (the final dot
+    must start a line: the server stores that CRLF too), then the final dot."""
+    body = message.replace(b"\r\n.", b"\r\n..")
+    if body.startswith(b"."):
+        body = b"." + body
+    if body and not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return body + b".\r\n"
+
+
+def smtp_quit() -> bytes:
+    return b"QUIT\r\n"

@@ -275,19 +275,16 @@ async def _expect(peer: _Peer, writer: asyncio.StreamWriter, line: bytes, code: 
 
 async def _smtp(peer: _Peer, writer: asyncio.StreamWriter, spec: SessionSpec) -> list[str]:
     await _expect(peer, writer, b"", 220)
-    await _expect(peer, writer, f"EHLO {spec.helo}\r\n".encode(), 250)
+    await _expect(peer, writer, clients.smtp_ehlo(spec.helo), 250)
     queued = []
     for msg in spec.messages:
-        await _expect(peer, writer, f"MAIL FROM:<{msg.mail_from}>\r\n".encode(), 250)
-        for rcpt in msg.rcpt_to:
-            await _expect(peer, writer, f"RCPT TO:<{rcpt}>\r\n".encode(), 250)
-        await _expect(peer, writer, b"DATA\r\n", 354)
-        # RFC 5321 §4.5.2: a line that starts with a dot gets another.
-        body = msg.data.replace(b"\r\n.", b"\r\n..")
-        body = b"." + body if body.startswith(b".") else body
-        text = await _expect(peer, writer, body + b".\r\n", 250)
+        *envelope, data = clients.smtp_envelope(msg.mail_from, msg.rcpt_to)
+        for line in envelope:
+            await _expect(peer, writer, line, 250)
+        await _expect(peer, writer, data, 354)
+        text = await _expect(peer, writer, clients.smtp_data(msg.data), 250)
         queued.append(text.strip())
-    await _expect(peer, writer, b"QUIT\r\n", 221)
+    await _expect(peer, writer, clients.smtp_quit(), 221)
     return queued
 
 

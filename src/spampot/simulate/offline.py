@@ -37,12 +37,14 @@ from spampot.layout import EVENTS, CentralLayout, SensorLayout
 from spampot.protocols.common import printable
 from spampot.protocols.detect import ProxyServer
 from spampot.protocols.proxy import ProxyPolicy, ProxyRequest
+from spampot.protocols.smtp_dialect import queue_id
 from spampot.sensor.events import EventBuffer
 from spampot.sensor.paths import ip_component
 from spampot.sensor.spool import gzip_bytes
 from spampot.simulate import clients
 from spampot.simulate.bodies import Campaigns
 from spampot.simulate.profile import Profile
+from spampot.simulate.wire import Mail, Measured, SessionMeter
 
 LAYOUTS = ("raw", "spool")
 BODY_MODES = ("none", "sample", "all")
@@ -309,6 +311,35 @@ class _Plan:
         self.prototypes = _prototypes()
 
 
+def _request(
+    key: str, code: int, host: str, port: int, userpass: tuple[str, str] = ("", "")
+) -> list[bytes]:
+    """What a spam tool sends for a request of kind ``key`` (a protocol, or ``socks5+auth``)
+    and Table 6 outcome ``code``, one turn (the server answers in between) a chunk."""
+    if key == "unknown":
+        return [clients.junk()]
+    if key == "http":
+        if code == _GET:
+            return [clients.http_get(host)]
+        if code == _ERROR:
+            return [clients.http_malformed()]
+        return [clients.http_connect(host, port, host_header=code == _OTHER)]
+    if key in ("socks4", "socks4a"):
+        if code == _ERROR:
+            return [clients.socks4_bad_command(host, port)]
+        if key == "socks4":
+            return [clients.socks4_connect(host, port)]
+        return [clients.socks4a_connect(host, port)]
+    if key == "socks5+auth":
+        return [
+            clients.socks5_greeting(userpass=True),
+            clients.socks5_userpass(*userpass),
+            clients.socks5_request(host, port),
+        ]
+    command = 9 if code == _ERROR else 1  # an unknown command: the request is refused
+    return [clients.socks5_greeting(), clients.socks5_request(host, port, command)]
+
+
 def _prototypes() -> dict[tuple[str, int], dict[str, Any]]:
     """(protocol, outcome) -> the fields of the sensor's own ``proxy.request`` event.
 
@@ -317,24 +348,20 @@ def _prototypes() -> dict[tuple[str, int], dict[str, Any]]:
     """
     ip, name = "198.51.100.25", "mx.example.com"
     requests: dict[tuple[str, int], list[bytes]] = {
-        ("http", _SMTP): [clients.http_connect(ip, 25)],
-        ("http", _OTHER): [clients.http_connect(ip, 443, host_header=True)],
-        ("http", _GET): [clients.http_get(name)],
-        ("http", _ERROR): [clients.http_malformed()],
-        ("unknown", _ERROR): [clients.junk()],
-        ("socks4", _SMTP): [clients.socks4_connect(ip, 25)],
-        ("socks4", _OTHER): [clients.socks4_connect(ip, 80)],
-        ("socks4", _ERROR): [clients.socks4_bad_command(ip, 25)],
-        ("socks4a", _SMTP): [clients.socks4a_connect(name, 25)],
-        ("socks4a", _OTHER): [clients.socks4a_connect(name, 80)],
-        ("socks5", _SMTP): [clients.socks5_greeting(), clients.socks5_request(name, 25)],
-        ("socks5", _OTHER): [clients.socks5_greeting(), clients.socks5_request(ip, 80)],
-        ("socks5", _ERROR): [clients.socks5_greeting(), clients.socks5_request(ip, 25, 9)],
-        ("socks5+auth", _SMTP): [
-            clients.socks5_greeting(userpass=True),
-            clients.socks5_userpass("user", "pass"),
-            clients.socks5_request(name, 25),
-        ],
+        ("http", _SMTP): _request("http", _SMTP, ip, 25),
+        ("http", _OTHER): _request("http", _OTHER, ip, 443),
+        ("http", _GET): _request("http", _GET, name, 80),
+        ("http", _ERROR): _request("http", _ERROR, ip, 25),
+        ("unknown", _ERROR): _request("unknown", _ERROR, ip, 25),
+        ("socks4", _SMTP): _request("socks4", _SMTP, ip, 25),
+        ("socks4", _OTHER): _request("socks4", _OTHER, ip, 80),
+        ("socks4", _ERROR): _request("socks4", _ERROR, ip, 25),
+        ("socks4a", _SMTP): _request("socks4a", _SMTP, name, 25),
+        ("socks4a", _OTHER): _request("socks4a", _OTHER, name, 80),
+        ("socks5", _SMTP): _request("socks5", _SMTP, name, 25),
+        ("socks5", _OTHER): _request("socks5", _OTHER, ip, 80),
+        ("socks5", _ERROR): _request("socks5", _ERROR, ip, 25),
+        ("socks5+auth", _SMTP): _request("socks5+auth", _SMTP, name, 25, ("user", "pass")),
     }
     out: dict[tuple[str, int], dict[str, Any]] = {}
     policy = ProxyPolicy()
@@ -785,6 +812,11 @@ def _format(
     t_open = _template(sensor, "session.open", ())
     t_message = _template(sensor, "smtp.message", _MESSAGE_FIELDS)
     t_close = _template(sensor, "session.close", _CLOSE_FIELDS)
+    meter = SessionMeter(
+        sensor,
+        profile.sensor_address,
+        tuple(p for p, m in zip(plan.port_numbers, plan.port_module, strict=True) if m == "http"),
+    )
     lines: list[tuple[float, bytes]] = []
     add = lines.append
     stamps = _Stamps(date, day0)
@@ -922,7 +954,8 @@ def _format(
         now = start + rtt
         via_js = '"smtp"'
         target_js = port_js = "null"
-        bytes_in = bytes_out = 0
+        wire = Measured()
+        tunnel_host: str | None = None
         if module != "smtp":
             if code == _ERROR and junk:
                 proto = "unknown"
@@ -932,13 +965,12 @@ def _format(
                 proto = versions[version]
             key = "socks5+auth" if proto == "socks5" and code == _SMTP and auth else proto
             fields = dict(protos[(key, code)])
+            host = mx_ips[tsel % len(mx_ips)]
             if fields["target_host"] is not None:
                 if code == _GET:
                     host = _WEB_HOSTS[tsel % len(_WEB_HOSTS)]
-                elif by_name and proto != "socks4":
+                elif by_name and proto != "socks4" and code != _ERROR:
                     host = _MX_NAMES[tsel % len(_MX_NAMES)]
-                else:
-                    host = mx_ips[tsel % len(mx_ips)]
                 old = fields["target_host"]
                 fields["target_host"] = host
                 if code == _OTHER:
@@ -947,12 +979,23 @@ def _format(
                     new = host if code == _GET else f"{host}:{fields['target_port']}"
                     old = old if code == _GET else f"{old}:443"
                     fields["headers"] = [[k, v.replace(old, new)] for k, v in fields["headers"]]
+            userpass = ("", "")
             if key == "socks5+auth":
+                userpass = (f"u{tsel % 9973}", f"p{tsel % 7919}")
                 fields["auth"] = {
                     "method": "userpass",
-                    "username": f"u{tsel % 9973}",
-                    "password": f"p{tsel % 7919}",
+                    "username": userpass[0],
+                    "password": userpass[1],
                 }
+            # What the client sent and was answered, counted by the sensor's proxy machine.
+            meter.proxy(
+                module,
+                _request(key, code, host, fields["target_port"] or 25, userpass),
+                ip,
+                stamps.http_date(now),
+                f"{sid:012x}",
+                wire,
+            )
             clock.stamp = req_stamp[j] + "Z"
             message = (
                 f"{fields['protocol']} {fields['method'] or '?'} "
@@ -966,31 +1009,38 @@ def _format(
             table6 = table1_module(port) or _MODULE[proto]
             counts.requests[f"{table6}/{OUTCOME_CODES[code]}"] += 1
             counts.protocols[fields["protocol"]] += 1
-            bytes_in += 40
-            bytes_out += 40 if proto == "http" else 12
             if code == _SMTP:
                 via_js = _js(fields["protocol"])
                 target_js = _js(fields["target_host"])
                 port_js = str(fields["target_port"])
-        if nm:
+                tunnel_host = fields["target_host"]
+        smtp_session = code == _SMTP
+        if smtp_session:
+            # The persona the sensor answers as, and its queue ids' style.
+            style = meter.queue_style(tunnel_host)
             helo = helos[helo_ix]
-            helo_js = _js(f"[{ip}]" if helo == "[{ip}]" else helo)
+            helo_name = f"[{ip}]" if helo == "[{ip}]" else helo
+            helo_js = _js(helo_name)
             ip_dir = ip_component(ip)
             recipients = 0
             # A session whose first message tests the relay (decided by its random id).
             tester = testers[sid % len(testers)] if sid % 10_000 < relay_permille else None
+            mails: list[Mail] = []
+            kept: list[tuple[float, str, str, str, int, str, int]] = []
             for nth in range(nm):
                 k = m_rcpts[mi]
                 end = m_end[mi]
                 picked = r_victim[end - k : end]
                 rcpt_js = ",".join(map(victims_js.__getitem__, picked))
+                rcpts = tuple(map(victims.__getitem__, picked))
                 if tester is not None and nth == 0:
                     k = 1
                     rcpt_js = _js(tester)
+                    rcpts = (tester,)
                 campaign = m_campaign[mi]
                 variant = m_variant[mi]
-                qid = f"{m_qid[mi]:010X}"
                 when = m_time[mi]
+                qid = queue_id(style, m_qid[mi], when)
                 stamp = m_stamp[mi]
                 hms = stamp[11:19]
                 mail_from = f"{_SYLLABLES[variant % 20]}{variant % 9973}@" + (
@@ -1016,6 +1066,25 @@ def _format(
                         stamps.mail_date(when, hms),
                         f"{qid}.{variant:x}",
                     )
+                mails.append(Mail(mail_from, rcpts, data, qid))
+                kept.append((when, stamp, qid, mail_from, k, rcpt_js, m_global[mi]))
+                recipients += k
+                mi += 1
+            # The dialogue through the sensor's SMTP machine: what it stores of each message
+            # and the bytes each way.
+            meter.smtp(
+                tunnel_host,
+                sid,
+                dst_ip if tunnel_host is not None else ip,
+                stamps.mail_date(now, stamps(now)[11:19]),
+                helo_name,
+                mails,
+                wire,
+            )
+            for (when, stamp, qid, mail_from, k, rcpt_js, body_ix), (_, stored) in zip(
+                kept, wire.stored, strict=True
+            ):
+                hms = stamp[11:19]
                 relpath = f"{stamp[:10]}/{port}/{ip_dir}/{hms[:2]}{hms[3:5]}{hms[6:8]}-{qid}.eml.gz"
                 add(
                     (
@@ -1025,40 +1094,36 @@ def _format(
                             % (
                                 f'"{stamp}Z"',
                                 *frag,
-                                f'"Message {qid} from <{mail_from}> to {k} recipient(s)"',
+                                _js(f"Message {qid} from <{mail_from}> to {k} recipient(s)"),
                                 via_js,
                                 target_js,
                                 port_js,
                                 helo_js,
-                                f'"{mail_from}"',
+                                _js(mail_from),
                                 '""',
                                 "[" + rcpt_js + "]",
-                                str(len(data)),
-                                f'"{sha256(data).hexdigest()}"',
-                                f'"{qid}"',
-                                f'"{relpath}"',
+                                str(len(stored)),
+                                f'"{sha256(stored).hexdigest()}"',
+                                _js(qid),
+                                _js(relpath),
                                 "false",  # bdat: simulated spam is sent with DATA
                             )
                         ).encode(),
                     )
                 )
-                if write_bodies and m_body[m_global[mi]]:  # type: ignore[index]
-                    out.write_message(relpath, data)
+                if write_bodies and m_body[body_ix]:  # type: ignore[index]
+                    out.write_message(relpath, stored)
                     counts.message_files += 1
-                bytes_in += len(data) + 40 + 30 * k
-                bytes_out += 60 + 20 * k
-                recipients += k
-                mi += 1
-            counts.messages += nm
-            counts.ip_ids.add(ip_ix)
-            counts.recipients += recipients
-            counts.countries[country[origin]] += nm
-            counts.ases[as_key[origin]] += nm
-            counts.ports[port] += nm
-            counts.sensors[out.name] += nm
-            counts.days[day_key] += nm
-            counts.events += nm
-        smtp_session = code == _SMTP
+            if nm:
+                counts.messages += nm
+                counts.ip_ids.add(ip_ix)
+                counts.recipients += recipients
+                counts.countries[country[origin]] += nm
+                counts.ases[as_key[origin]] += nm
+                counts.ports[port] += nm
+                counts.sensors[out.name] += nm
+                counts.days[day_key] += nm
+                counts.events += nm
         close = close_time[j]
         duration = round(close - start, 6)
         add(
@@ -1071,8 +1136,8 @@ def _format(
                         *frag,
                         f'"Connection lost after {duration:.3f} s"',
                         repr(duration),
-                        str(bytes_in + 14 if smtp_session else bytes_in),
-                        str(bytes_out + 360 if smtp_session else bytes_out),
+                        str(wire.bytes_in),
+                        str(wire.bytes_out),
                         '"quit"' if smtp_session else '"client closed"',
                     )
                 ).encode(),
@@ -1115,6 +1180,10 @@ class _Stamps:
 
     def mail_date(self, t: float, hms: str) -> str:
         return f"{self.mail_days[int((t - self.day0) // 86400)]}{hms} +0000"
+
+    def http_date(self, t: float) -> str:
+        """RFC 9110 §5.6.7's IMF-fixdate."""
+        return f"{self.mail_days[int((t - self.day0) // 86400)]}{self(t)[11:19]} GMT"
 
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
