@@ -98,6 +98,23 @@ def test_live_sessions_are_captured_as_sent(sensor_factory) -> None:
     assert sum(counts["countries"].values()) == sent
 
 
+# Profile tables under which every kind of request and outcome is frequent.
+EVERY_KIND = """
+[http_outcomes]
+smtp = 40
+other = 20
+get = 20
+error = 20
+[socks_outcomes]
+smtp = 40
+other = 30
+error = 30
+[socks_versions]
+socks4 = 1
+socks4a = 1
+socks5 = 1
+"""
+
 KINDS = [
     ("smtp", "smtp", "smtp", None),
     ("http", "http", "smtp", None),
@@ -174,20 +191,8 @@ def test_offline_events_have_the_shape_of_a_real_sensor_s(sensor_factory, tmp_pa
 messages = 3000
 days = 1
 socks5_auth = 0.5
-[http_outcomes]
-smtp = 40
-other = 20
-get = 20
-error = 20
-[socks_outcomes]
-smtp = 40
-other = 30
-error = 30
-[socks_versions]
-socks4 = 1
-socks4a = 1
-socks5 = 1
 """
+        + EVERY_KIND
     )
     out = tmp_path / "out"
     simulate_offline(load_profile(profile_path), OfflineOptions(out=out))
@@ -265,6 +270,7 @@ days = 1
 socks5_auth = 0.5
 recipients_mean = 3
 sensor_address = "127.0.0.1"
+{EVERY_KIND}
 [[sensor]]
 name = "test-sensor"
 [[port]]
@@ -279,19 +285,6 @@ share = 35
 port = {ports["socks"]}
 protocol = "socks"
 share = 35
-[http_outcomes]
-smtp = 40
-other = 20
-get = 20
-error = 20
-[socks_outcomes]
-smtp = 40
-other = 30
-error = 30
-[socks_versions]
-socks4 = 1
-socks4a = 1
-socks5 = 1
 """
     )
     out = tmp_path / "out"
