@@ -85,11 +85,17 @@ async def trickle(held: list[Session], every: float) -> None:
 
 
 def memory(pids: list[int], tree: bool) -> dict[str, int]:
-    """Summed VmRSS/Pss (KiB) over the pids (and their descendants with `tree`)."""
-    total = {"rss": 0, "pss": 0}
+    """Summed VmRSS/Pss (KiB) over the pids (and their descendants with `tree`); also apart:
+    the pids themselves (``server_*``: the sensor's event loop) and their descendants
+    (``children_*``: its writer process, which receives every event line)."""
+    total = {"rss": 0, "pss": 0, "server_rss": 0, "server_pss": 0}
     for pid in benchlib.descendants(pids) if tree else pids:
         for key, kib in benchlib.memory_kib(pid).items():
             total[key] += kib
+            if pid in pids:
+                total["server_" + key] += kib
+    total["children_rss"] = total["rss"] - total["server_rss"]
+    total["children_pss"] = total["pss"] - total["server_pss"]
     return total
 
 
@@ -171,6 +177,10 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
         "trickle_s": args.trickle,
         "rss_kib_per_conn": per_conn("rss"),
         "pss_kib_per_conn": per_conn("pss"),
+        # Apart: the event loop's own share (the connections' state) and its descendants'
+        # (the writer's, which grows with the event lines the connections made).
+        "server_rss_kib_per_conn": per_conn("server_rss"),
+        "children_rss_kib_per_conn": per_conn("children_rss") if args.pid_children else None,
         "probe": probe,
     }
 
@@ -187,6 +197,11 @@ def human(r: dict[str, Any]) -> str:
             f" pss {b['pss']}->{a['pss']} KiB ({r['pss_kib_per_conn']} KiB/conn),"
             f" rss after close {r['mem_after_close_kib']['rss']} KiB"
         )
+        if r["children_rss_kib_per_conn"] is not None:
+            line += (
+                f" [event loop {r['server_rss_kib_per_conn']} KiB/conn,"
+                f" children {r['children_rss_kib_per_conn']} KiB/conn]"
+            )
     if p := r["probe"]:
         verdict = "OK" if p["within_limit"] else "FAIL"
         line += f"; probe via {p['via']}: {p['error'] or 'ok'} {p['latency_ms']}ms [{verdict}]"

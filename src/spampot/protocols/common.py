@@ -78,6 +78,8 @@ def reply_text(text: str, limit: int) -> str:
     Client strings that a persona echoes (a host name a tunnel asked for, a VRFY argument, an
     EHLO name) pass through here, so no client can put a line end into a reply.
     """
+    if text.isascii() and text.isprintable():  # the usual case (a configured host name):
+        return text[:limit]  # the same string, not a copy per session
     ascii_text = text.encode("ascii", "backslashreplace").decode("ascii")
     if not ascii_text.isprintable():
         ascii_text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in ascii_text)

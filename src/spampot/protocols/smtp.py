@@ -199,6 +199,8 @@ _HELO_NAME = re.compile(
 #: States in which the buffer holds no command to read (content, a wait, or nothing).
 _NOT_READING_COMMANDS = frozenset({State.DATA, State.CHUNK, State.STORING, State.TLS, State.CLOSED})
 _IN_TXN = (State.MAIL, State.RCPT)
+#: An empty frozenset is not shared by CPython: every session would hold its own (216 bytes).
+_NONE_USED: frozenset[bytes] = frozenset()
 #: Replies held back with a delayed one, at most (a real server's output buffer, which it
 #: writes when full): a connection in a delay costs no more than this and one reply.
 HOLD_LIMIT = 4096
@@ -432,7 +434,9 @@ class SmtpServer:
         self.storage_low = storage_low
         self._buf = b""
         self._out: list[bytes] = []
-        self._held = b""
+        # Replies held for a delay, as they were made: most are a dialect's fixed replies,
+        # shared by every session, so a connection in a delay holds pointers, not copies.
+        self._held: list[bytes] | None = None
         self._close_after = False
         self._txn = _Transaction()
         self._msg = bytearray()
@@ -450,8 +454,9 @@ class SmtpServer:
         # Per-command counters some personas keep (see _before_command, _after_command).
         self._junk = 0
         self._nonmail = 0
-        self._once_used: set[bytes] = set()
-        self._slow_counts = [0] * len(dialect.slowdowns)
+        # Immutable while unused (most personas never use them): no set or list per session.
+        self._once_used = _NONE_USED
+        self._slow_counts: tuple[int, ...] = (0,) * len(dialect.slowdowns)
         self._slow_index = _slow_index(dialect)
         self._junk_verbs = _verbs(dialect.junk_commands)
         self._watch = _watched(dialect)
@@ -463,7 +468,7 @@ class SmtpServer:
         self._auth: _Auth | None = None
         self._greeting = dialect.banner_delay > 0
         if self._greeting:  # Sendmail's greet_pause: the adapter's timer sends it
-            self._held = self._say("banner")
+            self._held = [self._say("banner")]
             self.delay = dialect.banner_delay
         else:
             self._out.append(self._say("banner"))
@@ -481,7 +486,8 @@ class SmtpServer:
     @property
     def buffered(self) -> int:
         """Bytes held for the client: bounded by max_line, or by the message size in DATA."""
-        return len(self._buf) + len(self._msg) + len(self._held)
+        held = sum(map(len, self._held)) if self._held else 0
+        return len(self._buf) + len(self._msg) + held
 
     @property
     def message_limit(self) -> int:
@@ -517,7 +523,7 @@ class SmtpServer:
             # greet_pause: a client that talks before the greeting is a bot; the banner and
             # most commands refuse it from now on.
             self._early = True
-            self._held = self._say("banner_early")
+            self._held = [self._say("banner_early")]
             self._watch = self._watch | self._known
         if self._skip:
             skipped = min(self._skip, len(data))
@@ -543,8 +549,9 @@ class SmtpServer:
         # What was held goes out first; if another delay starts before the input runs out,
         # it is held again with the replies after it (_send), as a server that flushes only
         # when it waits for input would.
-        self._out.append(self._held)
-        self._held = b""
+        if self._held:
+            self._out += self._held
+        self._held = None
         if self._close_after:
             self._close()
             return []
@@ -556,7 +563,7 @@ class SmtpServer:
         """The message is safely on disk: acknowledge it (and only now, invariant 2)."""
         assert self.state is State.STORING
         self.messages += 1
-        self._once_used.clear()  # Exim: a new message allows one more RSET, HELO, STARTTLS
+        self._once_used = _NONE_USED  # Exim: a new message allows one more RSET, HELO, STARTTLS
         if self.dialect.forgive_errors:  # Postfix forgives errors once a message is queued
             self._errors = 0
             self._junk = 0
@@ -588,7 +595,7 @@ class SmtpServer:
         self._to("close")
         self._buf = b""
         self._msg = bytearray()
-        self._held = b""
+        self._held = None
 
     # --- the state table and replies --------------------------------------------------------
 
@@ -627,17 +634,18 @@ class SmtpServer:
             wait = max(wait, self.dialect.error_delay)
         self._wait = 0.0
         if self.delay:  # already holding: every later reply of this step waits behind it,
-            self._held += reply  # also one without a delay of its own (a queued message's)
+            assert self._held is not None  # also one without a delay of its own (a queued
+            self._held.append(reply)  # message's)
             return
         if wait <= 0:
             self._out.append(reply)
             return
         out = self._out
         if out and sum(map(len, out)) + len(reply) <= HOLD_LIMIT:
-            self._held = b"".join(out) + reply
-            out.clear()
+            out.append(reply)
+            self._held, self._out = out, []
         else:  # a full output buffer is written, as the real server's would be
-            self._held = reply
+            self._held = [reply]
         self.delay = wait
 
     def _fail(self, key: str, detail: str, raw: bytes = b"", **values: object) -> ProtocolError:
@@ -776,7 +784,7 @@ class SmtpServer:
                 group is not None and verb in self._once_used
             )
             if group is not None:
-                self._once_used.update(v.encode() for v in group)
+                self._once_used = self._once_used.union(v.encode() for v in group)
             if counted:
                 self._nonmail += 1
                 if self._nonmail > dialect.nonmail_limit:
@@ -786,8 +794,10 @@ class SmtpServer:
                     raise err
         index = self._slow_index.get(verb)
         if index is not None:
-            self._slow_counts[index] += 1
-            self._wait = dialect.slowdowns[index].delay(self._slow_counts[index])
+            count = self._slow_counts[index] + 1
+            counts = self._slow_counts
+            self._slow_counts = (*counts[:index], count, *counts[index + 1 :])
+            self._wait = dialect.slowdowns[index].delay(count)
 
     def _after_command(self, verb: bytes) -> None:
         """Postfix counts junk commands after their reply: past the limit each is an error."""

@@ -121,14 +121,19 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 class EventBuffer:
     """Encodes events to lines and holds them until they are sent to the writer."""
 
-    __slots__ = ("_lines", "clock", "sensor")
+    __slots__ = ("_pending", "clock", "sensor")
 
     def __init__(self, sensor: str, clock: Clock) -> None:
         self.sensor = sensor
         self.clock = clock
-        # Taken by the writer every loop turn that produced a line, so it stays small; the
-        # writer process bounds what it holds while the disk refuses writes.
-        self._lines: list[bytes] = []
+        # The lines themselves, appended to one buffer: each line's own bytes object is freed
+        # as soon as it is copied. Kept as objects until the flush, a burst's lines were
+        # scattered among the long-lived objects of the sessions that made them, and the
+        # allocator's pools they emptied stayed in the process (a delayed SMTP connection,
+        # which logs a dozen errors at once, cost kilobytes more). Taken by the writer every
+        # loop turn that produced a line, so it stays small; the writer process bounds what
+        # it holds while the disk refuses writes.
+        self._pending = bytearray()
 
     def encode(self, eventid: str, base: dict[str, Any], message: str, **fields: Any) -> bytes:
         """One JSON line; ``base`` holds the session fields (session, src_ip, ...).
@@ -158,14 +163,16 @@ class EventBuffer:
         return encode_line(record)
 
     def emit(self, eventid: str, base: dict[str, Any], message: str, **fields: Any) -> None:
-        self._lines.append(self.encode(eventid, base, message, **fields))
+        self._pending += self.encode(eventid, base, message, **fields)
 
-    def take(self) -> list[bytes]:
-        lines, self._lines = self._lines, []
+    def take(self) -> bytearray:
+        """The lines emitted since the last take, whole and in order (empty: none)."""
+        lines, self._pending = self._pending, bytearray()
         return lines
 
     def __len__(self) -> int:
-        return len(self._lines)
+        """Bytes of lines waiting for the writer."""
+        return len(self._pending)
 
 
 @dataclass(frozen=True, slots=True)

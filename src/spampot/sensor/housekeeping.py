@@ -14,6 +14,7 @@ from typing import Any
 
 from spampot.config import SpoolSection
 from spampot.sensor.events import EventBuffer
+from spampot.sensor.heap import HeapTrimmer
 from spampot.sensor.session import SensorContext
 from spampot.sensor.storage import DiskReading, read_disk, shortage, tree_size
 
@@ -44,6 +45,7 @@ class Housekeeper:
         self._walk: asyncio.Future[int] | None = None
         self._last_walk = -QUOTA_WALK_SECONDS
         self._next_report = 0.0
+        self.heap = HeapTrimmer()  # what a burst freed goes back to the system
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -53,6 +55,7 @@ class Housekeeper:
 
     def tick(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
         self.ctx.sweep(now)
+        self.heap.maybe_trim()
         self._check_storage(loop, now)
         if now >= self._next_report and self.ctx.refused:
             self._report_refused()

@@ -48,6 +48,7 @@ from spampot.protocols.socks import MAX_USERID, SocksDialect
 from spampot.protocols.socks import load_dialect as load_socks_dialect
 from spampot.protocols.squid import SquidPersona
 from spampot.protocols.web import WebServer
+from spampot.sensor.delays import DelayQueue
 from spampot.sensor.events import EventBuffer
 from spampot.sensor.metrics import SensorMetrics
 from spampot.sensor.original_dst import original_destination
@@ -105,6 +106,7 @@ class SensorContext:
         self.writer = writer
         self.metrics = SensorMetrics() if metrics is None else metrics
         self.sessions: set[SensorSession] = set()
+        self.delays = DelayQueue()  # replies held for a persona's error delay
         self.per_ip: dict[str, int] = {}  # open sessions per client address
         self.refused: Counter[str] = Counter()  # connections refused since the last report
         self.refused_from: Counter[str] = Counter()
@@ -168,7 +170,7 @@ class SensorSession(asyncio.Protocol):
         "bytes_out",
         "counted",
         "ctx",
-        "delay_timer",
+        "delayed",
         "header",
         "last",
         "machine",
@@ -203,7 +205,7 @@ class SensorSession(asyncio.Protocol):
         self.target_host: str | None = None
         self.target_port: int | None = None
         self.tls: TlsLayer | None = None  # after STARTTLS (or from the start on SMTPS)
-        self.delay_timer: asyncio.TimerHandle | None = None  # a persona's error delay
+        self.delayed = False  # waits in ctx.delays for a persona's error delay
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
@@ -326,11 +328,11 @@ class SensorSession(asyncio.Protocol):
         """Stop reading while the machine waits (disk, error delay); arm the delay's timer."""
         if not isinstance(machine, SmtpServer) or self.transport is None:
             return
-        if machine.delay and self.delay_timer is None:
+        if machine.delay and not self.delayed:
             # The persona's error sleep, without sleeping: the reply is held by the machine,
-            # nothing is read, and a loop timer releases it (a handle of ~100 bytes).
-            loop = asyncio.get_running_loop()
-            self.delay_timer = loop.call_later(machine.delay, self._delay_over)
+            # nothing is read, and the worker's delay queue releases it.
+            self.delayed = True
+            self.ctx.delays.add(machine.delay, self)
         if machine.waiting and (machine.buffered or machine.delay) and not self.paused:
             # The client pipelined past a message still waiting for the disk, or made the
             # persona slow down: read no more, so the backlog stays in the kernel. (Most
@@ -341,8 +343,8 @@ class SensorSession(asyncio.Protocol):
             self.paused = False
             self.transport.resume_reading()
 
-    def _delay_over(self) -> None:
-        self.delay_timer = None
+    def delay_over(self) -> None:
+        self.delayed = False
         machine = self.machine
         if not isinstance(machine, SmtpServer) or self.transport is None:
             return
@@ -451,9 +453,6 @@ class SensorSession(asyncio.Protocol):
             self.counted = False
             ctx.release(self.base["src_ip"])
         machine = self.machine
-        if self.delay_timer is not None:
-            self.delay_timer.cancel()
-            self.delay_timer = None
         if machine is None and self.tls is None:
             # A trusted front end's connection that never carried a client (a health check,
             # or a bad header, logged as session.error): no session to close.

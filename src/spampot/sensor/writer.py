@@ -27,7 +27,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from spampot.sensor.events import EventBuffer, EventFile
 from spampot.sensor.frames import (
@@ -44,6 +44,7 @@ from spampot.sensor.frames import (
     encode,
     request_reader,
 )
+from spampot.sensor.heap import HeapTrimmer
 from spampot.sensor.spool import Spool, SpoolItem, syncfs
 
 StoredCallback = Callable[[bool], None]
@@ -174,7 +175,8 @@ class Writer(asyncio.Protocol):
     def _take_lines(self) -> None:
         lines = self.buffer.take()
         if lines:
-            self._queue.append(Lines(b"".join(lines)))
+            # msgspec writes a bytearray as it writes bytes (the writer decodes bytes).
+            self._queue.append(Lines(cast(bytes, lines)))
 
     def _schedule(self) -> None:
         if not self._scheduled:
@@ -236,6 +238,8 @@ class WriterProcess:
         syncer.start()
         try:
             closing = False
+            heap = HeapTrimmer()  # what a burst of lines and messages freed goes back
+            next_trim = time.monotonic() + IDLE_TICK
             while not closing:
                 ready, _, _ = select.select([self.sock], [], [], IDLE_TICK)
                 records: list[Request] = []
@@ -243,6 +247,9 @@ class WriterProcess:
                 if ready:
                     eof = self._read_available(records)
                 closing = self._stage(records) or eof
+                if not ready or time.monotonic() >= next_trim:
+                    heap.maybe_trim()
+                    next_trim = time.monotonic() + IDLE_TICK
         finally:
             self._batches.put(None)
             syncer.join()
