@@ -6,8 +6,9 @@ but glibc keeps the pages between the chunks still in use (sessions made during 
 and returns to the system only the free space at the top of its heap. Measured with 3,000
 SMTP connections in an error delay, the worker kept about 2.6 KiB of freed memory per
 connection (README, Performance). ``malloc_trim(0)`` releases every free page of the heap,
-wherever it lies (glibc >= 2.8); it is called when the free part of the heap has grown past
-a threshold, at most once per housekeeping tick, so a steady load does not pay it.
+wherever it lies (glibc >= 2.8); it is called when the process has grown by a threshold
+since the last call and its heap holds that much free, at most once per housekeeping tick,
+so a steady load does not pay it.
 Elsewhere than glibc (musl, macOS) it does nothing.
 """
 
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 from collections.abc import Callable
 
-#: Free bytes the heap may hold before they are given back.
+#: Growth of the process (and free bytes in its heap) before they are given back.
 TRIM_THRESHOLD = 1 << 20
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 class _MallInfo2(ctypes.Structure):
@@ -43,23 +46,26 @@ class _MallInfo2(ctypes.Structure):
 class HeapTrimmer:
     """Call :meth:`maybe_trim` now and then (it costs a walk of the heap's free lists)."""
 
-    __slots__ = ("_baseline", "_free_bytes", "_trim", "threshold", "trims")
+    __slots__ = ("_baseline", "_free_bytes", "_statm", "_trim", "threshold", "trims")
 
     def __init__(self, threshold: int = TRIM_THRESHOLD) -> None:
         self.threshold = threshold
         self.trims = 0
-        # Free bytes after the last trim: trimmed chunks stay free in glibc's count, so what
-        # is compared with the threshold is the growth since then (the baseline is lowered
-        # when the free space is used again, as its pages are then in use once more).
+        # The resident size after the last trim (or the lowest seen since): what is compared
+        # with the threshold is the growth since then. Resident, not glibc's free count:
+        # trimmed chunks stay free in that count, and a burst that uses them and frees them
+        # again leaves it where it was while their pages are resident once more.
         self._baseline = 0
+        self._statm = "/proc/self/statm"
         self._free_bytes: Callable[[], int] | None = None
         self._trim: Callable[[int], int] | None = None
         name = ctypes.util.find_library("c")
         try:
             libc = ctypes.CDLL(name)
             trim, info = libc.malloc_trim, libc.mallinfo2
-        except (OSError, AttributeError, TypeError):
-            return  # not glibc (or older than 2.33): nothing to do
+            self._resident()
+        except (OSError, AttributeError, TypeError, ValueError):
+            return  # not glibc (or older than 2.33), or no /proc: nothing to do
         info.restype = _MallInfo2
         info.argtypes = []
         trim.restype = ctypes.c_int
@@ -75,17 +81,21 @@ class HeapTrimmer:
         """Bytes free inside the main heap (0 where unknown)."""
         return self._free_bytes() if self._free_bytes is not None else 0
 
+    def _resident(self) -> int:
+        with open(self._statm, "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+
     def maybe_trim(self) -> bool:
-        """Give the free pages back if the heap's free part grew by ``threshold`` bytes since
-        the last time; True if it did."""
+        """Give the free pages back if the process grew by ``threshold`` bytes since the last
+        time and the heap holds that much free; True if it did."""
         if self._trim is None:
             return False
-        free = self.free_bytes()
-        if free < self._baseline:
-            self._baseline = free
-        if free - self._baseline < self.threshold:
+        resident = self._resident()
+        if resident < self._baseline:
+            self._baseline = resident
+        if resident - self._baseline < self.threshold or self.free_bytes() < self.threshold:
             return False
         self._trim(0)
-        self._baseline = free
+        self._baseline = self._resident()
         self.trims += 1
         return True
