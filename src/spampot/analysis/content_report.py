@@ -335,11 +335,18 @@ def _literal(text: str) -> str:
 def cluster(con: Connection) -> tuple[str, int, bool]:
     """Label every message that shares a feature with its component's least feature.
 
-    Returns the table of (msg, label), the steps made and whether the labels settled."""
+    The components are found on the feature graph (campaign_links.sql: a message links
+    each of its features to its least one), whose nodes are the distinct shared features,
+    not the messages: each propagation step is a pass over the links, and the messages are
+    labelled once at the end. Returns the table of (msg, label), the steps made and whether
+    the labels settled."""
     materialise(con, "campaign_edges", load_sql("campaign_edges"))
+    materialise(con, "campaign_messages", load_sql("campaign_messages"))
+    materialise(con, "campaign_links", load_sql("campaign_links"))
     labels = "campaign_labels_0"
     materialise(con, labels, load_sql("campaign_labels_init"))
     steps = 0
+    settled = False
     while steps < MAX_STEPS:
         steps += 1
         nxt = f"campaign_labels_{steps}"
@@ -347,8 +354,10 @@ def cluster(con: Connection) -> tuple[str, int, bool]:
         changed = _rows(con, "campaign_labels_changed", labels=nxt, previous=labels)[0][0]
         labels = nxt
         if not changed:
-            return labels, steps, True
-    return labels, steps, False
+            settled = True
+            break
+    materialise(con, "campaign_labels", render_sql("campaign_message_labels", labels=labels))
+    return "campaign_labels", steps, settled
 
 
 def campaigns_table(con: Connection, top: int) -> Table:

@@ -1,5 +1,5 @@
--- Messages whose label the last propagation step changed.
+-- Features whose label the last propagation step changed.
 SELECT COUNT(*) AS changed
 FROM ${labels} AS n
-JOIN ${previous} AS p ON n.msg = p.msg
+JOIN ${previous} AS p ON n.feature = p.feature
 WHERE n.label <> p.label

@@ -1,13 +1,15 @@
--- Label propagation, one step: each feature takes the least label of its messages, then each
--- message the least label of its features. Labels only decrease, so the steps end when no
--- label changes (after as many steps as the longest chain of shared features).
-WITH feature_label AS (
-    SELECT e.feature, MIN(l.label) AS label
-    FROM campaign_edges AS e
-    JOIN ${labels} AS l ON e.msg = l.msg
-    GROUP BY e.feature
+-- Label propagation, one step: each feature takes the least label of the features it is
+-- linked to, both ways (and its own: every feature is linked to a first <= itself, and that
+-- first to it). Labels only decrease, so the steps end when no label changes (after as many
+-- steps as the longest chain of links); a component's label is then its least feature.
+WITH pairs AS (
+    SELECT first AS feature, feature AS other FROM campaign_links
+    UNION ALL
+    SELECT feature, first AS other FROM campaign_links
+    UNION ALL
+    SELECT feature, feature AS other FROM ${labels}
 )
-SELECT e.msg, MIN(f.label) AS label
-FROM campaign_edges AS e
-JOIN feature_label AS f ON e.feature = f.feature
-GROUP BY e.msg
+SELECT p.feature, MIN(l.label) AS label
+FROM pairs AS p
+JOIN ${labels} AS l ON p.other = l.feature
+GROUP BY p.feature
