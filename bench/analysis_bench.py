@@ -33,6 +33,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 HERE = Path(__file__).resolve().parent
 
@@ -329,9 +333,8 @@ def _slices(n: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + SLICE, n)) for lo in range(0, n, SLICE)]
 
 
-def make_warehouse(path: Path, n_messages: int, seed: int = 11) -> None:
-    """The warehouse's tables, written as Parquet with the paper's distributions."""
-    import duckdb
+def source_addresses(seed: int = 11) -> pa.Table:
+    """The N_IPS source addresses (``ip_id``, ``src_ip``, AS and country of each)."""
     import numpy as np
     import pyarrow as pa
 
@@ -356,7 +359,7 @@ def make_warehouse(path: Path, n_messages: int, seed: int = 11) -> None:
     p = np.array(weights) / sum(weights)
     ip_label = rng.choice(len(labels), size=N_IPS, p=p)
     ip_ints = rng.choice(2**32 - 2**24, size=N_IPS, replace=False) + 2**24
-    ips = pa.table(
+    return pa.table(
         {
             "ip_id": np.arange(N_IPS),
             "src_ip": [f"{i >> 24}.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}" for i in ip_ints],
@@ -366,6 +369,23 @@ def make_warehouse(path: Path, n_messages: int, seed: int = 11) -> None:
             "country": [labels[k][3] for k in ip_label],
         }
     )
+
+
+def make_warehouse(
+    path: Path, n_messages: int, seed: int = 11, checkpoints: tuple[int, ...] = ()
+) -> None:
+    """The warehouse's tables, written as Parquet with the paper's distributions.
+
+    Emails and proxy requests are written slice by slice, in step (the proxy requests of
+    emails [lo, hi) after them), so that the first n emails' warehouse is a prefix of the
+    files: at each size of ``checkpoints`` (emails, a multiple of the slice) a complete
+    warehouse of that size is hard-linked beside (``warehouse-<n/1e6>M``), for no more disk.
+    """
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+    ips = source_addresses(seed)
     port_cum = np.cumsum([w for _, _, w in PORTS]) / sum(w for _, _, w in PORTS)
     ports = pa.table(
         {
@@ -399,7 +419,8 @@ def make_warehouse(path: Path, n_messages: int, seed: int = 11) -> None:
     geo = "country+as_name: bench (paper-shaped); asn+as_country: bench"
     # u(i, salt): a uniform number in [0, 1) from a hash, so the data is the same every run.
     u = "((hash(i * 7919 + {salt}) % 1000000007) / 1000000007.0)"
-    for lo, hi in _slices(n_messages):
+
+    def write_message_slice(lo: int, hi: int) -> None:
         con.execute(
             f"""
         COPY (
@@ -435,8 +456,8 @@ def make_warehouse(path: Path, n_messages: int, seed: int = 11) -> None:
         ) TO '{path / "messages"}' (FORMAT parquet, PARTITION_BY (day), COMPRESSION snappy, APPEND)
         """
         )
-    n_proxy = int(n_messages * PROXY_PER_EMAIL)
-    for lo, hi in _slices(n_proxy):
+
+    def write_proxy_slice(lo: int, hi: int) -> None:
         con.execute(
             f"""
         COPY (
@@ -474,20 +495,142 @@ def make_warehouse(path: Path, n_messages: int, seed: int = 11) -> None:
             APPEND)
         """
         )
-    domains = ["hotmail.com", "yahoo.com", "aol.com", "gmail.com", "msn.com", "uol.com.br"]
-    con.execute(
-        f"""
-        COPY (
-            SELECT printf('br-%02d', s + 1) AS sensor, dom AS domain,
-                CAST({n_messages} * 9.16 / {N_DAYS * N_SENSORS * len(domains)} AS BIGINT)
-                    AS recipients,
-                CAST(DATE '2006-06-10' + to_days(d) AS DATE) AS day
-            FROM range({N_DAYS}) AS a(d), range({N_SENSORS}) AS b(s),
-                 unnest({domains!r}) AS c(dom)
-        ) TO '{path / "recipient_domains"}' (FORMAT parquet, PARTITION_BY (day))
-        """
-    )
+
+    def write_recipient_domains(where: Path, n: int) -> None:
+        domains = ["hotmail.com", "yahoo.com", "aol.com", "gmail.com", "msn.com", "uol.com.br"]
+        con.execute(
+            f"""
+            COPY (
+                SELECT printf('br-%02d', s + 1) AS sensor, dom AS domain,
+                    CAST({n} * 9.16 / {N_DAYS * N_SENSORS * len(domains)} AS BIGINT)
+                        AS recipients,
+                    CAST(DATE '2006-06-10' + to_days(d) AS DATE) AS day
+                FROM range({N_DAYS}) AS a(d), range({N_SENSORS}) AS b(s),
+                     unnest({domains!r}) AS c(dom)
+            ) TO '{where / "recipient_domains"}' (FORMAT parquet, PARTITION_BY (day))
+            """
+        )
+
+    for lo, hi in _slices(n_messages):
+        write_message_slice(lo, hi)
+        write_proxy_slice(int(lo * PROXY_PER_EMAIL), int(hi * PROXY_PER_EMAIL))
+        if hi in checkpoints and hi < n_messages:
+            copy = path.parent / f"warehouse-{hi // 1_000_000}M"
+            shutil.rmtree(copy, ignore_errors=True)
+            copy.mkdir()
+            for table in ("messages", "proxy_requests"):
+                shutil.copytree(path / table, copy / table, copy_function=os.link)
+            write_recipient_domains(copy, hi)
+            (copy / "COMPLETE").write_text("ok")
+            log(f"  {hi:,} emails: {copy}")
+    write_recipient_domains(path, n_messages)
     con.close()
+
+
+def content_templates(raw: Path) -> dict[str, pa.Table]:
+    """The content rows of the BODIES message files, extracted by the ingest's own code
+    (``content.batch.extract_chunk``): one ``message_content`` row per file and its URL and
+    attachment rows, each with ``k``, the file's number, in place of the per-email keys."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from spampot.analysis.content.batch import Source, extract_chunk
+    from spampot.analysis.content.limits import DEFAULT_LIMITS
+    from spampot.analysis.content.schema import arrow_schema
+
+    sources = [
+        Source(
+            dt.datetime(2006, 6, 10, 12),
+            "br-01",
+            BODY_DIR,
+            f"bodies/{k}.eml.gz",
+            "192.0.2.1",
+            None,
+            None,
+            None,
+            "192.0.2.10",
+            8080,
+            "mx.victim.example",
+            9,
+        )
+        for k in range(BODIES)
+    ]
+    content, urls, attachments = extract_chunk(sources, raw, DEFAULT_LIMITS)
+    keys = {"ts", "sensor", "raw_sensor", "file", "src_ip", "sha256", "country", "asn"}
+    out = {}
+    for name, rows in (
+        ("message_content", content),
+        ("message_urls", urls),
+        ("message_attachments", attachments),
+    ):
+        schema = arrow_schema(name)
+        file_at = schema.names.index("file")
+        columns: dict[str, object] = {
+            "k": pa.array([int(r[file_at].split("/")[1].split(".")[0]) for r in rows], pa.int64())
+        }
+        for i, field in enumerate(schema):
+            if field.name not in keys:
+                columns[field.name] = pa.array([r[i] for r in rows], field.type)
+        out[name] = pa.table(columns)
+    return out
+
+
+def add_content(path: Path, raw: Path, n_messages: int) -> dict[str, int]:
+    """The content tables of a paper-shaped warehouse: for email i (the same email as in
+    ``messages``: its time, sensor, source address, country and AS), the content extracted
+    from message file i mod BODIES (200 campaigns of the simulator), under a file name of its
+    own, as the ingest writes one row per email; its URLs and attachments likewise."""
+    import duckdb
+
+    write_bodies(raw)
+    templates = content_templates(raw)
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = false")
+    con.execute("SET memory_limit = '4GB'")
+    con.execute(f"SET temp_directory = '{path.parent / 'duckdb-tmp'}'")
+    con.register("ips_a", source_addresses())
+    con.execute("CREATE TABLE ips AS SELECT * FROM ips_a")
+    u = "((hash(i * 7919 + {salt}) % 1000000007) / 1000000007.0)"
+    counts = {}
+    for name, template in templates.items():
+        shutil.rmtree(path / name, ignore_errors=True)
+        con.register("template_a", template)
+        con.execute("CREATE OR REPLACE TABLE template AS SELECT * FROM template_a")
+        con.unregister("template_a")
+        columns = ", ".join(f't."{c}"' for c in template.column_names if c != "k")
+        extra = "ips.country, ips.asn," if name == "message_content" else ""
+        sha = "printf('%064x', i) AS sha256," if name == "message_content" else ""
+        counts[name] = 0
+        for lo, hi in _slices(n_messages):
+            row = con.execute(
+                f"""
+            COPY (
+                WITH m AS (
+                    SELECT i,
+                        CAST(floor({u.format(salt=1)} * {N_IPS}) AS BIGINT) AS ip_id,
+                        CAST(floor({u.format(salt=3)} * {N_DAYS}) AS INTEGER) AS d,
+                        CAST(floor({u.format(salt=4)} * 86400) AS INTEGER) AS sec,
+                        CAST(floor({u.format(salt=5)} * {N_SENSORS}) AS INTEGER) AS s
+                    FROM range({lo}, {hi}) AS r(i)
+                )
+                SELECT
+                    TIMESTAMP '2006-06-10' + to_days(d) + to_seconds(sec) AS ts,
+                    printf('br-%02d', s + 1) AS sensor,
+                    '{BODY_DIR}' AS raw_sensor,
+                    printf('mail/%012x.eml.gz', i) AS file,
+                    ips.src_ip, {sha} {extra} {columns},
+                    CAST(DATE '2006-06-10' + to_days(d) AS DATE) AS day
+                FROM m
+                JOIN ips USING (ip_id)
+                JOIN template AS t ON t.k = m.i % {BODIES}
+            ) TO '{path / name}' (FORMAT parquet, PARTITION_BY (day), COMPRESSION snappy,
+                APPEND)
+            """
+            ).fetchone()
+            counts[name] += int(row[0]) if row else 0
+    con.close()
+    return counts
 
 
 def write_bodies(raw: Path) -> None:
@@ -511,17 +654,23 @@ def write_bodies(raw: Path) -> None:
     (out / "COMPLETE").write_text("ok")
 
 
-def ensure_warehouse(work: Path, millions: int) -> Path:
-    path = work / f"warehouse-{millions}M"
-    marker = path / "COMPLETE"
-    if not marker.exists():
-        log(f"generating a paper-shaped warehouse of {millions} million emails ...")
-        started = time.perf_counter()
-        # In a process of its own: a child's peak RSS (from wait4) starts at its parent's.
-        run_measured([sys.executable, __file__, "_make_warehouse", str(path), str(millions)])
-        marker.write_text("ok")
-        log(f"  done in {time.perf_counter() - started:.0f} s")
-    return path
+def ensure_warehouses(work: Path, sizes: list[int]) -> None:
+    """Generate the warehouses of ``sizes`` (millions of emails) not yet there: the largest,
+    with the smaller ones hard-linked from its prefix on the way (make_warehouse)."""
+    missing = sorted(m for m in sizes if not (work / f"warehouse-{m}M" / "COMPLETE").exists())
+    if not missing:
+        return
+    largest = missing[-1]
+    log(f"generating paper-shaped warehouses of {', '.join(map(str, missing))} million emails ...")
+    started = time.perf_counter()
+    # In a process of its own: a child's peak RSS (from wait4) starts at its parent's.
+    path = work / f"warehouse-{largest}M"
+    checkpoints = ",".join(str(m * 1_000_000) for m in missing[:-1])
+    run_measured(
+        [sys.executable, __file__, "_make_warehouse", str(path), str(largest), checkpoints]
+    )
+    (path / "COMPLETE").write_text("ok")
+    log(f"  done in {time.perf_counter() - started:.0f} s")
 
 
 def write_inventory(work: Path) -> Path:
@@ -548,8 +697,9 @@ def bench_report(
     inventory = write_inventory(work)
     write_bodies(work / "raw")
     out: dict = {"sizes": {}}
+    ensure_warehouses(work, sizes)
     for millions in sizes:
-        warehouse = ensure_warehouse(work, millions)
+        warehouse = work / f"warehouse-{millions}M"
         disk = sum(p.stat().st_size for p in warehouse.rglob("*.parquet"))
         results = []
         for i in range(runs):
@@ -670,8 +820,13 @@ def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "_bare_ingest":
         print(bare_ingest(Path(sys.argv[2]), Path(sys.argv[3])))
         return
-    if len(sys.argv) == 4 and sys.argv[1] == "_make_warehouse":
-        make_warehouse(Path(sys.argv[2]), int(sys.argv[3]) * 1_000_000)
+    if len(sys.argv) == 5 and sys.argv[1] == "_make_warehouse":
+        checkpoints = tuple(int(n) for n in sys.argv[4].split(",") if n)
+        make_warehouse(Path(sys.argv[2]), int(sys.argv[3]) * 1_000_000, checkpoints=checkpoints)
+        return
+    if len(sys.argv) == 5 and sys.argv[1] == "_add_content":
+        counts = add_content(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]) * 1_000_000)
+        print(json.dumps(counts))
         return
     if len(sys.argv) == 3 and sys.argv[1].startswith("_tables23_"):
         fn = tables23_pandas if sys.argv[1] == "_tables23_pandas" else tables23_duckdb
