@@ -44,13 +44,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("spark")
     build_known(root / "raw")
     country, asn = write_mmdbs(root)
-    enricher = build_enricher(
-        country_mmdb=country, asn_mmdb=asn, ip2asn=write_ip2asn(root / "ip2asn.tsv.gz")
-    )
+    geo = {"country_mmdb": country, "asn_mmdb": asn, "ip2asn": write_ip2asn(root / "ip2asn.tsv.gz")}
+    enricher = build_enricher(**geo)
     ingest(IngestConfig(root / "raw", root / "warehouse", threads=2), enricher)
     inventory = load_sensor_info(write_inventory(root / "inventory.toml"))
     session = spark_session("local[2]")  # one session for the whole module
-    yield {"root": root, "inventory": inventory, "spark": session}
+    yield {"root": root, "inventory": inventory, "spark": session, "geo": geo}
     session.stop()
 
 
@@ -200,3 +199,99 @@ def test_the_ingest_sql_gives_the_same_tables_on_spark_and_duckdb(site, tmp_path
                 compared += 1
     con.close()
     assert compared > 300
+
+
+def _warehouse_rows(warehouse, table: str) -> tuple[list[tuple], list[tuple]]:
+    """(column names and types, every row sorted) of a warehouse table, read by DuckDB."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        relation = con.sql(
+            f"SELECT * FROM read_parquet('{warehouse / table}/day=*/*.parquet',"
+            " hive_partitioning = true, hive_types = {'day': DATE})"
+        )
+        columns = list(zip(relation.columns, map(str, relation.types), strict=True))
+        return columns, sorted(relation.fetchall(), key=repr)
+
+
+def _quarantine(warehouse) -> list[tuple]:
+    records = []
+    for path in (warehouse / "_quarantine").glob("*.jsonl"):
+        for line in path.read_text("utf-8").splitlines():
+            r = json.loads(line)
+            records.append((r["file"], r["line"], r["reason"], r["excerpt"]))
+    return sorted(records)
+
+
+@pytest.mark.timeout(900)
+def test_spampot_ingest_engine_spark_writes_the_warehouse_duckdb_s_ingest_writes(site, tmp_path):
+    """The same raw files (a bad line, a line without its timestamp, a cut gzip file among
+    them) ingested by DuckDB into one warehouse and by ``spampot ingest --engine spark``
+    into another: every table equal value by value and type by type, the same quarantine,
+    and a second Spark run finds nothing new."""
+    import gzip
+    import shutil
+
+    from click.testing import CliRunner
+
+    from spampot.analysis.ingest import TABLES, Manifest
+    from spampot.cli import main
+
+    raw = tmp_path / "raw"
+    shutil.copytree(site["root"] / "raw", raw)
+    events = raw / "res-1" / "events"
+    some = sorted(events.glob("*.jsonl.gz"))[0]
+    good = gzip.decompress(some.read_bytes()).splitlines(keepends=True)
+    (events / "res-1-20260305T10.jsonl.gz").write_bytes(
+        gzip.compress(
+            good[0].replace(b"2026-03-0", b"2026-03-1")
+            + b"not json at all\n"
+            + b'{"eventid":"spampot.session.open","sensor":"res-1"}\n'
+            + good[-1]
+        )
+    )
+    whole = gzip.compress(b"".join(good))
+    (raw / "res-2" / "events" / "res-2-20260306T11.jsonl.gz").write_bytes(
+        whole[: len(whole) * 2 // 3]
+    )
+    duck = tmp_path / "duck"
+    expected = ingest(
+        IngestConfig(raw, duck, threads=2, content=False), build_enricher(**site["geo"])
+    )
+    assert expected.quarantined >= 3 and expected.damaged
+
+    spark_wh = tmp_path / "spark"
+    geo = [f"--{k.replace('_', '-')}={v}" for k, v in site["geo"].items()]
+    args = ["ingest", "--engine", "spark", "--spark-master", "local[2]", "--raw", str(raw),
+            "--warehouse", str(spark_wh), *geo]  # fmt: skip
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 3, result.output[-3000:]  # lines set aside, the rest committed
+    assert f"{expected.events:,} events" in result.output
+    assert "builds no content tables" in result.output
+    assert not (spark_wh / "message_content").exists()
+    compared = 0
+    for table in TABLES:
+        columns_d, rows_d = _warehouse_rows(duck, table)
+        columns_s, rows_s = _warehouse_rows(spark_wh, table)
+        assert columns_s == columns_d, table
+        assert len(rows_s) == len(rows_d) > 0, table
+        for row_d, row_s in zip(rows_d, rows_s, strict=True):
+            for a, b in zip(row_d, row_s, strict=True):
+                assert _same(a, b), (table, row_d, row_s)
+                compared += 1
+        # Each file is named after its committed batch, as the recovery expects.
+        batches = Manifest(spark_wh).batches
+        assert all(
+            p.name.split("-", 1)[0] in batches for p in (spark_wh / table).rglob("*.parquet")
+        )
+    assert compared > 300
+    assert _quarantine(spark_wh) == _quarantine(duck) and len(_quarantine(duck)) >= 3
+    theirs, mine = Manifest(duck), Manifest(spark_wh)
+    assert (mine.quarantined, mine.damaged) == (theirs.quarantined, theirs.damaged)
+    assert set(mine.files) == set(theirs.files)
+    assert not (spark_wh / "_staging").exists() or not any((spark_wh / "_staging").iterdir())
+
+    again = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert again.exit_code == 0, again.output[-3000:]
+    assert "ingested 0 files" in again.output
+    assert _warehouse_rows(spark_wh, "messages") == _warehouse_rows(duck, "messages")

@@ -124,6 +124,21 @@ def _bytes_progress(label: str) -> Iterator[object]:
     default=0,
     help="Processes reading message files (0: one per core).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "spark"]),
+    default="duckdb",
+    show_default=True,
+    help="Read, validate and transform each batch with DuckDB here, or as an Apache Spark job"
+    " (pip install spampot[spark]); the lock, the manifest and each batch's commit stay here."
+    " Spark builds the event tables only, not the content tables (as --no-content).",
+)
+@click.option(
+    "--spark-master",
+    metavar="URL",
+    help="Spark master (spark://host:7077, yarn, k8s://...); default: what spark-submit"
+    " set, else local[*]. raw/ and the warehouse must be paths every executor sees.",
+)
 def ingest(
     inventory: Path | None,
     raw_dir: Path | None,
@@ -140,6 +155,8 @@ def ingest(
     reingest_files: tuple[str, ...],
     no_content: bool,
     content_jobs: int,
+    engine: str,
+    spark_master: str | None,
 ) -> None:
     """Turn collected event files into the Parquet warehouse, enriched (re-runs add new files).
 
@@ -174,12 +191,22 @@ def ingest(
         memory_limit=memory_limit,
         strict=strict,
         wait=not no_wait,
-        content=not no_content,
+        content=not no_content and engine == "duckdb",
         content_jobs=content_jobs,
     )
     again = [_raw_relative(raw_dir, name) for name in reingest_files]
     try:
-        with Ingester(config, enricher) as ingester, _bytes_progress("ingest") as progress:
+        if engine == "spark":
+            try:
+                from spampot.analysis.spark import spark_session
+                from spampot.analysis.spark_ingest import SparkIngester
+            except ImportError as exc:  # pragma: no cover - depends on the install
+                raise click.ClickException(f"--engine spark needs PySpark: {exc}") from exc
+            session = spark_session(spark_master, "spampot ingest")
+            ingester: Ingester = SparkIngester(config, enricher, session)
+        else:
+            ingester = Ingester(config, enricher)
+        with ingester, _bytes_progress("ingest") as progress:
             result = ingester.run(progress, again)  # type: ignore[arg-type]
     except IngestBusy as exc:
         click.echo(f"spampot ingest: {exc}", err=True)
@@ -202,6 +229,8 @@ def ingest(
             else ""
         )
     )
+    if engine == "spark" and not no_content:
+        click.echo("note: --engine spark builds no content tables (see --no-content)", err=True)
     for rel in result.reingested:
         click.echo(f"reingested {rel}", err=True)
     for rel, reason in result.damaged:

@@ -438,11 +438,7 @@ class Ingester:
             read = load_batch(self.con, contents, wanted)
             del contents  # the lines are in DuckDB's tables now
             rejected = read.rejected
-            if rejected and cfg.strict:
-                first = rejected[0]
-                result.held_back = f"{first.file} line {first.line}: {first.reason}" + (
-                    f" (and {len(rejected) - 1} more)" if len(rejected) > 1 else ""
-                )
+            if self._hold_back(rejected, result):
                 return False
             bid = batch_id(files, replaces)
             self._write_batch(bid, files, read.valid, rejected, result, replaces)
@@ -470,6 +466,34 @@ class Ingester:
             rows[table.name] = self._write_table(table, batch, staging)
             for part in (staging / table.name).glob("day=*/*.parquet"):
                 written.append((part, cfg.warehouse / table.name / part.parent.name / part.name))
+        self._commit_staged(bid, files, staging, written, rows, valid, rejected, result, replaces)
+        result.new_addresses += new_addresses
+
+    def _hold_back(self, rejected: list[Rejected], result: IngestResult) -> bool:
+        """``strict``: a batch with any line set aside is not committed; the run stops."""
+        if not rejected or not self.config.strict:
+            return False
+        first = rejected[0]
+        result.held_back = f"{first.file} line {first.line}: {first.reason}" + (
+            f" (and {len(rejected) - 1} more)" if len(rejected) > 1 else ""
+        )
+        return True
+
+    def _commit_staged(
+        self,
+        bid: str,
+        files: list[RawFile],
+        staging: Path,
+        written: list[tuple[Path, Path]],
+        rows: dict[str, int],
+        valid: int,
+        rejected: list[Rejected],
+        result: IngestResult,
+        replaces: str,
+    ) -> None:
+        """Move a batch's staged files (``written``: staged path, final path) into place,
+        with its quarantine, then commit it by its manifest line (whatever engine wrote it)."""
+        cfg = self.config
         if rejected:
             kept = staging / "quarantine.jsonl"
             with open(kept, "w", encoding="utf-8") as out:
@@ -508,7 +532,6 @@ class Ingester:
             self._delete_batch(replaces)
         shutil.rmtree(staging, ignore_errors=True)
         result.events += valid
-        result.new_addresses += new_addresses
         for name, n in rows.items():
             result.rows[name] = result.rows.get(name, 0) + n
         result.files += len(files)
