@@ -295,3 +295,43 @@ def test_spampot_ingest_engine_spark_writes_the_warehouse_duckdb_s_ingest_writes
     assert again.exit_code == 0, again.output[-3000:]
     assert "ingested 0 files" in again.output
     assert _warehouse_rows(spark_wh, "messages") == _warehouse_rows(duck, "messages")
+
+
+def test_a_failed_spark_job_commits_nothing_and_the_next_run_commits_once(
+    site, tmp_path, monkeypatch
+):
+    """A Spark job that fails after some of a batch's tables were written (here the third
+    table's SQL is refused by Spark's analyzer) leaves no table file in place and no manifest
+    line; the next run deletes what was staged and commits the batch once."""
+    import spampot.analysis.spark_ingest as spark_ingest
+    from spampot.analysis.ingest import TABLES, Manifest
+    from spampot.analysis.spark_ingest import SparkIngester
+    from spampot.analysis.sql import load_sql
+
+    raw = site["root"] / "raw"
+    warehouse = tmp_path / "wh"
+    config = IngestConfig(raw, warehouse, content=False)
+    broken = f"ingest_{TABLES[2]}"
+    monkeypatch.setattr(
+        spark_ingest,
+        "load_sql",
+        lambda name: (
+            "SELECT no_such_column FROM batch_events" if name == broken else load_sql(name)
+        ),
+    )
+    with (
+        SparkIngester(config, build_enricher(**site["geo"]), site["spark"]) as ingester,
+        pytest.raises(Exception, match="no_such_column"),
+    ):
+        ingester.run()
+    assert any((warehouse / "_staging").rglob("*.parquet"))  # two tables were staged
+    assert not list(warehouse.glob("*/day=*/*.parquet")) and not Manifest(warehouse).batches
+    monkeypatch.undo()
+    with SparkIngester(config, build_enricher(**site["geo"]), site["spark"]) as ingester:
+        result = ingester.run()
+    assert result.batches == 1 and result.rows["messages"] == 12
+    assert len(Manifest(warehouse).batches) == 1
+    assert not any((warehouse / "_staging").rglob("*.parquet"))
+    assert _warehouse_rows(warehouse, "messages") == _warehouse_rows(
+        site["root"] / "warehouse", "messages"
+    )
