@@ -1,7 +1,8 @@
-"""The ingest's SQL check of event lines (spampot.analysis.line_check) against the contract's
-msgspec decoder, the authority: a line the SQL accepts is one the decoder accepts, with the
-same values; the lines a sensor writes are the SQL's to take; every line ends up judged as
-the decoder judges it."""
+"""The ingest's fast path (spampot.analysis.line_check: the decoder's verdict, DuckDB's
+columns) against the contract's msgspec decoder, the authority: a line the fast path takes
+is one the decoder accepts, with the decoder's values; the lines a sensor writes, of every
+event, are the fast path's to take; every line ends up judged as the decoder judges it, and
+the batch's events are the decoder's, value for value."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from spampot.analysis.event_reader import (
     load_batch,
     to_table,
 )
-from spampot.analysis.line_check import line_check
+from spampot.analysis.line_check import fast_path
 from spampot.sensor.events import Clock, EventBuffer
 
 FUZZ_EXAMPLES = int(os.environ.get("SPAMPOT_FUZZ_EXAMPLES", "300"))
@@ -100,11 +101,59 @@ def sensor_lines() -> list[bytes]:
         encode("smtp.reject", BASE, "too big", stage="data", code=552, why="size"),
         encode("smtp.error", BASE, "bad", error="syntax", reply="500 no", input="\x16\x03junk"),
         encode("sensor.stop", dict.fromkeys(BASE), "stop", version="0.1", worker=1),
+        encode("session.error", BASE, "reset", error="connection reset"),
+        encode(
+            "web.request",
+            BASE,
+            "GET /",
+            method="GET",
+            host="example.com",
+            path="/",
+            version="HTTP/1.1",
+            headers=[["Host", "example.com"]],
+            reply="200",
+            error=None,
+        ),
+        encode(
+            "smtp.tls",
+            {**BASE, "tls": {"version": "TLSv1.3", "cipher": "TLS_AES_256", "sni": None}},
+            "TLS",
+            role="smtp",
+        ),
+        encode(
+            "sensor.start",
+            dict.fromkeys(BASE),
+            "start",
+            version="0.1",
+            listeners=["smtp:25", "http:8080"],
+            worker=0,
+            detail=None,
+        ),
+        encode("sensor.error", dict.fromkeys(BASE), "error", detail="boom"),
+        encode(
+            "sensor.limit",
+            dict.fromkeys(BASE),
+            "limit",
+            refused={"per_ip": 3},
+            top_sources=[["198.51.100.7", 3]],
+        ),
+        encode(
+            "sensor.storage",
+            dict.fromkeys(BASE),
+            "low",
+            state="low",
+            why="disk",
+            free_bytes=10,
+            free_inodes=None,
+            used_bytes=5,
+        ),
+        encode("sensor.reload", dict.fromkeys(BASE), "reload", changed=["smtp"], restart_needed=[]),
     ]
 
 
-def check(lines: list[bytes]) -> tuple[list[tuple[bool, dict]], int, list]:
-    """The SQL's verdict and columns per line, the batch's valid count, its rejected lines."""
+def check(lines: list[bytes]) -> tuple[list[tuple[bool, dict]], int, list, list[dict]]:
+    """The fast path's verdict and columns per line, the batch's valid count, its rejected
+    lines, and the rows of ``batch_events`` (whichever path gave them)."""
     con = duckdb.connect()
     try:
         text = b"".join(lines)
@@ -116,12 +165,14 @@ def check(lines: list[bytes]) -> tuple[list[tuple[bool, dict]], int, list]:
                 f"SELECT line_no, ok, {', '.join(names)} FROM batch_checked"
             ).fetchall()
         }
+        events = con.sql("SELECT * FROM batch_events").to_arrow_table().to_pylist()
         drop_batch(con)
     finally:
         con.close()
-    # A file that is not UTF-8 throughout is the decoder's alone: no line has the SQL's verdict.
+    # A line the decoder rejected, and every line of a file that is not UTF-8 throughout,
+    # has no row in batch_checked: the fast path never takes it.
     verdicts = [rows.get(n, (False, {})) for n in range(1, len(lines) + 1)]
-    return verdicts, read.valid, [(r.line, r.reason) for r in read.rejected]
+    return verdicts, read.valid, [(r.line, r.reason) for r in read.rejected], events
 
 
 def decoded_row(line: bytes) -> dict | None:
@@ -136,9 +187,21 @@ def decoded_row(line: bytes) -> dict | None:
     return row
 
 
+def decoded_reason(line: bytes) -> str | None:
+    try:
+        contract.DECODER.decode(line)
+    except (contract.msgspec.DecodeError, contract.msgspec.ValidationError) as exc:
+        return str(exc).splitlines()[0][:300]
+    return None
+
+
+def _ordered(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=repr)
+
+
 def assert_all_taken_by_the_sql(lines: list[bytes]) -> None:
-    """Every line valid, and each taken by the SQL with the values the decoder gives it."""
-    verdicts, valid, rejected = check(lines)
+    """Every line valid, and each taken by the fast path with the decoder's values."""
+    verdicts, valid, rejected, _ = check(lines)
     assert rejected == [] and valid == len(lines)
     for line, (ok, row) in zip(lines, verdicts, strict=True):
         assert ok, line
@@ -161,11 +224,60 @@ def test_a_line_from_before_an_optional_field_existed_is_taken_with_its_default(
     assert_all_taken_by_the_sql(lines)
 
 
-def test_the_sql_covers_the_frequent_events():
-    covered = line_check().covered
-    for name in ("session.open", "session.close", "proxy.request", "smtp.message"):
-        assert contract.PREFIX + name in covered
-    assert "spampot.sensor.limit" not in covered  # a dict: the decoder's alone
+def test_the_sensor_lines_here_are_of_every_event():
+    ids = {json.loads(line)["eventid"] for line in sensor_lines()}
+    assert ids == {contract.eventid(cls) for cls in contract.EVENTS}
+    assert set(fast_path().layouts) == ids
+
+
+def _line(eventid: str) -> bytes:
+    return next(line for line in sensor_lines() if f'"{eventid}"'.encode() in line)
+
+
+@pytest.mark.parametrize(
+    ("eventid", "change"),
+    [
+        # A key twice: the decoder keeps the last value, yyjson's transform the first.
+        ("spampot.session.open", lambda p: [*p, ("sensor", '"other"')]),
+        ("spampot.smtp.message", lambda p: [*p, ("rcpt_to", '["x@y.example"]')]),
+        ("spampot.smtp.message", lambda p: [*p, ("size", "7")]),
+        # A stored field of another event: the decoder ignores it, the transform would not.
+        ("spampot.session.open", lambda p: [*p, ("rcpt_to", '["x@y.example"]')]),
+        ("spampot.session.open", lambda p: [*p, ("outcome", '"smtp"')]),
+        ("spampot.smtp.auth", lambda p: [("protocol", '"http"'), *p]),
+        # A key twice inside a stored object.
+        (
+            "spampot.proxy.request",
+            lambda p: [
+                (
+                    k,
+                    '{"method":"a","username":"u","password":"p","method":"b"}'
+                    if k == "auth"
+                    else v,
+                )
+                for k, v in p
+            ],
+        ),
+        # Keys spelt with escapes, fields out of order, a field with its default left out.
+        (
+            "spampot.session.open",
+            lambda p: [("\u0073ensor" if k == "sensor" else k, v) for k, v in p],
+        ),
+        ("spampot.smtp.message", lambda p: list(reversed(p))),
+        ("spampot.proxy.request", lambda p: [(k, v) for k, v in p if k != "module"]),
+    ],
+)
+def test_a_line_the_decoder_reads_otherwise_than_yyjson_gets_the_decoders_values(eventid, change):
+    """Each of these is valid and in none is the first value of each key the decoder's: the
+    fast path must not take the line as it is (or take it with the decoder's values)."""
+    pairs = change(_pairs(_line(eventid)))
+    line = ("{" + ",".join(f'"{k}":{v}' for k, v in pairs) + "}\n").encode()
+    decoded = decoded_row(line)
+    assert decoded is not None, line
+    verdicts, valid, rejected, events = check([line])
+    assert (valid, rejected, events) == (1, [], [decoded])
+    ((ok, row),) = verdicts
+    assert not ok or row == decoded
 
 
 def _spell(pairs: list[tuple[str, str]]) -> bytes:
@@ -221,7 +333,21 @@ def mutated_lines(draw: st.DrawFn) -> bytes:
     pairs = _pairs(draw(st.sampled_from(sensor_lines())))
     for _ in range(draw(st.integers(1, 3))):
         kind = draw(
-            st.sampled_from(["value", "drop", "twice", "swap", "extra", "space", "comma", "bytes"])
+            st.sampled_from(
+                [
+                    "value",
+                    "drop",
+                    "twice",
+                    "swap",
+                    "extra",
+                    "space",
+                    "comma",
+                    "bytes",
+                    "other",
+                    "escape",
+                    "auth",
+                ]
+            )
         )
         i = draw(st.integers(0, len(pairs) - 1))
         if kind == "value":
@@ -235,7 +361,24 @@ def mutated_lines(draw: st.DrawFn) -> bytes:
             pairs[i], pairs[j] = pairs[j], pairs[i]
         elif kind == "extra":
             pairs.insert(i, (draw(st.text(max_size=6)), _value_text(draw(json_values), True)))
+        elif kind == "other":
+            # A field of some sensor line, with its valid value: a key twice that the decoder
+            # takes, or a stored field of another event.
+            pairs.insert(
+                i, draw(st.sampled_from([p for line in sensor_lines() for p in _pairs(line)]))
+            )
+        elif kind == "auth":
+            keys = draw(st.lists(st.sampled_from(["method", "username", "password"]), max_size=5))
+            inner = ",".join(f'"{k}":{_value_text(draw(st.text(max_size=3)), True)}' for k in keys)
+            pairs[i] = ("auth", "{" + inner + "}")
     line = _spell(pairs)
+    if kind == "escape":
+        # A key spelt with an escape: the same key to both parsers.
+        key = pairs[i][0]
+        if key:
+            line = line.replace(
+                json.dumps(key).encode(), f'"\\u{ord(key[0]):04x}{key[1:]}"'.encode(), 1
+            )
     if kind == "space":
         at = draw(st.integers(0, len(line) - 1))
         line = line[:at] + b" " + line[at:]
@@ -254,17 +397,23 @@ def mutated_lines(draw: st.DrawFn) -> bytes:
 )
 @given(lines=st.lists(mutated_lines(), min_size=1, max_size=12))
 def test_a_line_the_sql_accepts_is_one_the_decoder_accepts_with_the_same_values(lines):
-    verdicts, valid, rejected = check(lines)
-    expected_valid = 0
-    for line, (ok, row) in zip(lines, verdicts, strict=True):
+    verdicts, valid, rejected, events = check(lines)
+    expected = []
+    reasons = []
+    for number, (line, (ok, row)) in enumerate(zip(lines, verdicts, strict=True), 1):
         decoded = decoded_row(line)
-        expected_valid += decoded is not None
+        if decoded is not None:
+            expected.append(decoded)
+        elif line.strip():
+            reasons.append((number, decoded_reason(line)))
         if ok:
             assert decoded is not None, line
             assert row == decoded, line
-    # And the batch as a whole: the decoder's verdict on every line, whoever gave it.
-    assert valid == expected_valid
-    assert len(rejected) == sum(1 for line in lines if line.strip()) - expected_valid
+    # And the batch as a whole: the decoder's verdict on every line (its reasons), and its
+    # values for every event, whichever path gave them.
+    assert valid == len(expected)
+    assert rejected == reasons
+    assert _ordered(events) == _ordered(expected)
 
 
 @pytest.mark.parametrize(

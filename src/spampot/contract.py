@@ -48,7 +48,9 @@ class TlsField(msgspec.Struct, forbid_unknown_fields=True):
 class Event(msgspec.Struct, kw_only=True, tag_field="eventid", omit_defaults=False):
     """Fields every event has. Sensor-wide events (``sensor.*``) have null session fields."""
 
-    timestamp: dt.datetime  # RFC 3339; the sensor writes microseconds and Z (UTC)
+    # RFC 3339 (an offset is required: a naive time is no instant); the sensor writes
+    # microseconds and Z (UTC).
+    timestamp: Annotated[dt.datetime, msgspec.Meta(tz=True)]
     sensor: Short
     session: Short | None
     src_ip: Address | None
