@@ -16,7 +16,9 @@ from spampot.analysis.ingest import (
     MANIFEST,
     QUARANTINE,
     STAGING,
+    BatchTable,
     IngestConfig,
+    Ingester,
     Manifest,
     ingest,
 )
@@ -171,3 +173,63 @@ def test_sensor_name_from_events_and_dir(tmp_path):
     assert (tmp_path / "raw" / rel).exists()
     assert row[3] == "2001:db8::1" and row[4] == 1
     assert str(row[5]) == "2026-03-02"
+
+
+def _rows(warehouse: Path, table: str) -> list[tuple]:
+    files = str(warehouse / table / "day=*" / "*.parquet")
+    with duckdb.connect() as con:
+        return con.execute(
+            f"SELECT * FROM read_parquet('{files}', hive_partitioning = true) ORDER BY ALL"
+        ).fetchall()
+
+
+def _columns(warehouse: Path, table: str) -> set[tuple]:
+    with duckdb.connect() as con:
+        return {
+            tuple(
+                con.execute(
+                    f"DESCRIBE SELECT * FROM read_parquet('{part}', hive_partitioning = false)"
+                ).fetchall()
+            )
+            for part in (warehouse / table).glob("day=*/*.parquet")
+        }
+
+
+def test_a_batch_of_one_day_is_written_as_a_batch_of_several_days(tmp_path):
+    """A batch whose events share a day is written as one plain file per table (cheaper than
+    DuckDB's PARTITION_BY): the same rows and columns, in the same place, as when a batch
+    spans days and is partitioned."""
+    build_known(tmp_path / "raw")
+    several = ingest(IngestConfig(tmp_path / "raw", tmp_path / "a", threads=1), NO_GEO)
+    single = ingest(
+        IngestConfig(tmp_path / "raw", tmp_path / "b", threads=1, batch_bytes=1), NO_GEO
+    )
+    assert several.batches == 1 and single.batches == 12
+    assert len(list((tmp_path / "a" / "messages").glob("day=*"))) > 1
+    for table in ("messages", "proxy_requests", "sessions", "smtp_events", "message_content"):
+        assert _rows(tmp_path / "a", table) == _rows(tmp_path / "b", table) != []
+        assert _columns(tmp_path / "a", table) == _columns(tmp_path / "b", table)
+        assert all("-" in p.name for p in (tmp_path / "b" / table).glob("day=*/*.parquet"))
+    # A table without rows in a batch leaves no file, as PARTITION_BY does.
+    assert not list((tmp_path / "b" / "message_attachments").glob("day=*/*.parquet"))
+
+
+def test_a_table_whose_days_are_not_its_events_is_partitioned_by_its_own(tmp_path):
+    data = SensorData(tmp_path / "raw", "one-day")
+    data.message("2026-03-04T10:00:00", "203.0.113.9", 25, ["a@b.example"])
+    data.write()
+    shifted = BatchTable(
+        "shifted",
+        lambda _con, _batch: (
+            "SELECT ts, CAST(ts AS DATE) + CAST(ts::TIME > TIME '09:00' AS INTEGER) AS day"
+            " FROM batch_events"
+        ),
+        frozenset({"spampot.smtp.message"}),
+    )
+    config = IngestConfig(tmp_path / "raw", tmp_path / "wh", threads=1, content=False)
+    with Ingester(config, NO_GEO, tables=(shifted,)) as ingester:
+        result = ingester.run()
+    assert result.events >= 1
+    days = sorted(p.parent.name for p in (tmp_path / "wh" / "shifted").glob("day=*/*.parquet"))
+    assert "day=2026-03-05" in days
+    assert set(days) <= {"day=2026-03-04", "day=2026-03-05"}

@@ -323,11 +323,15 @@ class _BatchText:
         f = self.files[file]
         return bytes(self.text[f.base + int(f.bounds[number - 1]) : f.base + int(f.bounds[number])])
 
-    def judge(self) -> tuple[np.ndarray, list[Rejected]]:
+    def judge(
+        self, wanted: frozenset[type[Event]]
+    ) -> tuple[np.ndarray, np.ndarray, list[Rejected]]:
         """The decoder's verdict on every line: its timestamp in microseconds since the epoch
-        where it accepts the line (-1 where not: a rejected or blank line), and the rejected
-        lines with its reasons."""
-        stamps = np.full(sum(len(f.bounds) - 1 for f in self.files), -1, np.int64)
+        where it accepts the line (-1 where not: a rejected or blank line); whether the line
+        is a valid event of a class in ``wanted``; the rejected lines with its reasons."""
+        count = sum(len(f.bounds) - 1 for f in self.files)
+        stamps = np.full(count, -1, np.int64)
+        taken = np.zeros(count, np.bool_)
         rejected: list[Rejected] = []
         view = memoryview(self.text)
         decode = DECODER.decode
@@ -341,9 +345,7 @@ class _BatchText:
                 end = min(max(end, start + 1), n)
                 lines = _split(bytes(view[f.base + bounds[start] : f.base + bounds[end]]))
                 try:
-                    # Any UTC offset: timedelta arithmetic in C (the contract's timestamps
-                    # are aware; a naive one is rejected by the decoder).
-                    chunk = [(decode(line).timestamp - _EPOCH) // _MICROSECOND for line in lines]
+                    events = [decode(line) for line in lines]
                 except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
                     for i, line in enumerate(lines, start):
                         if not line.strip():
@@ -358,15 +360,23 @@ class _BatchText:
                             rejected.append(Rejected(f.rel, i + 1, _reason(exc), _excerpt(line)))
                         else:
                             stamps[first + i] = (event.timestamp - _EPOCH) // _MICROSECOND
+                            taken[first + i] = type(event) in wanted
                 else:
-                    stamps[first + start : first + end] = chunk
+                    # Any UTC offset: timedelta arithmetic in C (the contract's timestamps
+                    # are aware; a naive one is rejected by the decoder).
+                    stamps[first + start : first + end] = [
+                        (e.timestamp - _EPOCH) // _MICROSECOND for e in events
+                    ]
+                    taken[first + start : first + end] = [type(e) in wanted for e in events]
+                    del events
                 start = end
             first += n
         view.release()
-        return stamps, rejected
+        return stamps, taken, rejected
 
-    def table(self, stamps: np.ndarray) -> pa.Table:
-        """The lines, and ``ts``: the decoder's timestamp (null where it did not accept)."""
+    def table(self, stamps: np.ndarray, taken: np.ndarray) -> pa.Table:
+        """The lines, and ``ts``: the decoder's timestamp where the line is ``taken`` (null
+        where not: rejected, or an event no table reads)."""
         if not self.files:
             return _LINES_SCHEMA.empty_table()
         counts = np.array([len(f.bounds) - 1 for f in self.files], np.int64)
@@ -385,7 +395,7 @@ class _BatchText:
                 pa.DictionaryArray.from_arrays(
                     pa.array(np.repeat(sensor_of, counts)), pa.array(sensors)
                 ),
-                pa.array(stamps, pa.timestamp("us"), mask=stamps < 0),
+                pa.array(stamps, pa.timestamp("us"), mask=~taken),
             ],
             schema=_LINES_SCHEMA,
         )
@@ -435,9 +445,12 @@ def load_batch(
         if not batch.add(rel, text):
             slow.append(read_events(rel, text, decompressed=True))
         del text
-    stamps, rejected = batch.judge()
-    con.register("batch_lines", batch.table(stamps))
-    del stamps
+    wanted = frozenset(c for c in EVENTS if eventids is None or eventid(c) in eventids)
+    stamps, taken, rejected = batch.judge(wanted)
+    # Every line the decoder accepted is valid; the query reads those some table reads.
+    result.valid = int(np.count_nonzero(stamps >= 0)) + sum(f.count for f in slow)
+    con.register("batch_lines", batch.table(stamps, taken))
+    del stamps, taken
     try:
         try:
             con.execute(f"CREATE OR REPLACE TEMP TABLE batch_checked AS {fast_path(False).query}")
@@ -445,8 +458,6 @@ def load_batch(
             con.execute(f"CREATE OR REPLACE TEMP TABLE batch_checked AS {fast_path().query}")
     finally:
         con.unregister("batch_lines")
-    row = con.execute("SELECT count(*) FROM batch_checked WHERE ok").fetchone()
-    result.valid = int(row[0]) if row else 0
     # Lines the decoder accepted that the query did not take: columns from its objects.
     by_file: dict[int, FileEvents] = {}
     for index, number in con.execute(
@@ -456,7 +467,6 @@ def load_batch(
         events = by_file.setdefault(index, FileEvents(lines.rel, lines.raw_sensor))
         _decode_line(events, batch.line(index, number), number)
     slow += by_file.values()
-    result.valid += sum(f.count for f in slow)
     rejected += [r for f in slow for r in f.rejected]
     rejected += [Rejected(rel, 0, why, "") for rel, why in problems.items()]
     order = {rel: i for i, (rel, _, _) in enumerate(files)}
@@ -467,14 +477,9 @@ def load_batch(
     finally:
         con.unregister("batch_slow_arrow")
     columns = ", ".join(f.name for f in BATCH_SCHEMA)
-    wanted = (
-        ""
-        if eventids is None
-        else " AND eventid IN (" + ", ".join(f"'{e}'" for e in sorted(eventids)) + ")"
-    )
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW batch_events AS SELECT {columns} FROM batch_checked"
-        f" WHERE ok{wanted} UNION ALL SELECT {columns} FROM batch_slow"
+        f" WHERE ok UNION ALL SELECT {columns} FROM batch_slow"
     )
     return result
 
