@@ -163,3 +163,52 @@ def test_which_messages_are_missing_is_told_by_the_file_system(tmp_path, monkeyp
              "day": ts.date()}
             for i, (f, why) in enumerate(zip(files[1:], [NO_FILE, NO_FILE, NO_PATH], strict=True))
         ]  # fmt: skip
+
+
+def test_missing_rows_agree_with_the_file_system_path_by_path(tmp_path):
+    """Every kind of name an event may give, against a tree of real files: a row is missing
+    exactly when ``raw/<raw_sensor>/<file>`` is not a path inside raw/ or does not exist."""
+    import datetime as dt
+    import os
+
+    import pyarrow as pa
+
+    from spampot.analysis.content.batch import NO_FILE, NO_PATH, _message_file, missing_rows
+
+    raw = tmp_path / "raw"
+    for rel in ("s1/a/b/c/deep.eml.gz", "s1/top.eml.gz", "s2/d/x.eml.gz", "s1/a/file"):
+        (raw / rel).parent.mkdir(parents=True, exist_ok=True)
+        (raw / rel).write_bytes(gzip.compress(b"Subject: x\n\n"))
+    names = [
+        ("s1", "a/b/c/deep.eml.gz"), ("s1", "a/b/c/none.eml.gz"), ("s1", "a/b/none/x.eml.gz"),
+        ("s1", "top.eml.gz"), ("s1", "a//b/c/deep.eml.gz"), ("s1", "./a/b/c/deep.eml.gz"),
+        ("s1", "a/file/x.eml.gz"), ("s1", "a/file"), ("s1", "a"), ("s2", "d/x.eml.gz"),
+        ("s2", "top.eml.gz"), ("s3", "d/x.eml.gz"), (".", "s1/top.eml.gz"), ("..", "x"),
+        ("s1/a", "file"), ("s1", "/etc/passwd"), ("s1", "a/../top.eml.gz"), ("s1", ".."),
+        ("s1", ""), ("", "top.eml.gz"), (None, "top.eml.gz"), ("s1", None), ("s1", "a/b/"),
+    ]  # fmt: skip
+    n = len(names)
+    sources = pa.table(
+        {
+            "ts": [dt.datetime(2026, 3, 2, 10)] * n, "sensor": ["s"] * n,
+            "raw_sensor": [s for s, _ in names], "file": [f for _, f in names],
+            "src_ip": [str(i) for i in range(n)], "sha256": [None] * n, "country": [None] * n,
+            "asn": pa.array([None] * n, pa.int64()), "dst_ip": [None] * n,
+            "dst_port": pa.array([None] * n, pa.int64()), "target_host": [None] * n,
+            "recipients": [1] * n,
+        }
+    )  # fmt: skip
+    present, missing = missing_rows(sources, raw)
+    expected_present, expected_missing = [], []
+    for i, (sensor, file) in enumerate(names):
+        path = _message_file(str(raw), sensor, file)
+        if path is None:
+            expected_missing.append((str(i), NO_PATH))
+        elif os.path.exists(path):
+            expected_present.append(str(i))
+        else:
+            expected_missing.append((str(i), NO_FILE))
+    assert [s.src_ip for s in present] == expected_present
+    got = [(r["src_ip"], r["error"]) for r in missing.select(["src_ip", "error"]).to_pylist()]
+    assert got == expected_missing
+    assert len(expected_present) >= 4 and len(expected_missing) >= 10

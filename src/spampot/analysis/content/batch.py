@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -88,23 +89,6 @@ def _message_file(raw_dir: str, raw_sensor: str | None, file: str | None) -> str
     return f"{raw_dir}/{raw_sensor}/{file}"
 
 
-class _Directories:
-    """Which directories exist, each asked of the file system once: a message whose
-    directory is not there has no file, without a look-up of its own (bodies not kept:
-    every message of a batch is in that case)."""
-
-    def __init__(self) -> None:
-        self._known: dict[str, bool] = {}
-
-    def exists(self, path: str) -> bool:
-        known = self._known.get(path)
-        if known is None:
-            parent = os.path.dirname(path)
-            known = (parent in ("", path) or self.exists(parent)) and os.path.isdir(path)
-            self._known[path] = known
-        return known
-
-
 def read_message(path: Path, limit: int) -> bytes:
     """The stored message, decompressed, at most ``limit + 1`` bytes (so that more shows)."""
     with gzip.open(path, "rb") as f:
@@ -156,6 +140,59 @@ def _content_row(source: Source, values: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(row[name] for name in _CONTENT_COLUMNS)
 
 
+# A ``..`` component of a path (``_message_file`` refuses it).
+_PARENT = r"(^|/)\.\.(/|$)"
+
+
+def _named(sources: pa.Table) -> pa.Array:
+    """Per row, whether its event names a message file inside ``raw/`` (``_message_file``'s
+    rules, as Arrow compute: no Python object per row)."""
+    sensor = sources.column("raw_sensor")
+    file = sources.column("file")
+    refused = [
+        pc.starts_with(file, "/"),
+        pc.match_substring_regex(file, _PARENT),
+        pc.match_substring(sensor, "/"),
+        pc.is_in(sensor, pa.array([".", ".."])),
+    ]
+    named = pc.and_(pc.not_equal(sensor, ""), pc.not_equal(file, ""))
+    for test in refused:
+        named = pc.and_(named, pc.invert(test))
+    return pc.fill_null(named, False).combine_chunks()
+
+
+def _present(sources: pa.Table, named: pa.Array, root: str) -> pa.Array:
+    """Per row, whether its message file is there. Directories are asked of the file system
+    level by level, each distinct one once, and only below one that exists (bodies not kept:
+    ``raw/<sensor>/<day>`` is not there, and no further name is looked up); then each file
+    whose directory is there."""
+    present = np.zeros(len(sources), np.bool_)
+    rows = np.flatnonzero(named.to_numpy(zero_copy_only=False))
+    if not rows.size or not os.path.isdir(root):
+        return pa.array(present)
+    relative = pc.binary_join_element_wise(
+        sources.column("raw_sensor"), sources.column("file"), "/"
+    ).combine_chunks()
+    parts = pc.split_pattern(relative.take(rows), "/")
+    depth = pc.list_value_length(parts).to_numpy(zero_copy_only=False) - 1  # directories
+    alive = np.ones(len(rows), np.bool_)
+    for level in range(1, int(depth.max()) + 1):
+        at = np.flatnonzero(alive & (depth >= level))
+        if not at.size:
+            break
+        prefixes = pc.binary_join(pc.list_slice(parts.take(at), 0, level), "/")
+        encoded = prefixes.dictionary_encode()
+        known = np.array(
+            [os.path.isdir(f"{root}/{p}") for p in encoded.dictionary.to_pylist()], np.bool_
+        )
+        alive[at] = known[encoded.indices.to_numpy(zero_copy_only=False)]
+    candidates = rows[alive]
+    present[candidates] = [
+        os.path.exists(f"{root}/{p}") for p in relative.take(pa.array(candidates)).to_pylist()
+    ]
+    return pa.array(present)
+
+
 def missing_rows(sources: pa.Table, raw_dir: Path) -> tuple[list[Source], pa.Table]:
     """Split off the messages whose file is not there (``sources``: the rows of
     ``ingest_content_source.sql``): their ``message_content`` rows are built here as Arrow
@@ -165,31 +202,21 @@ def missing_rows(sources: pa.Table, raw_dir: Path) -> tuple[list[Source], pa.Tab
     templates = {
         reason: as_row(Content(status="missing", error=reason)) for reason in (NO_PATH, NO_FILE)
     }
-    reasons: list[str | None] = []
-    directories = _Directories()
-    root = str(raw_dir)
-    for raw_sensor, file in zip(
-        sources.column("raw_sensor").to_pylist(), sources.column("file").to_pylist(), strict=True
-    ):
-        path = _message_file(root, raw_sensor, file)
-        if path is None:
-            reasons.append(NO_PATH)
-        elif directories.exists(os.path.dirname(path)) and os.path.exists(path):
-            reasons.append(None)
-        else:
-            reasons.append(NO_FILE)
-    present = pa.array([r is None for r in reasons], pa.bool_())
+    named = _named(sources)
+    present = _present(sources, named, str(raw_dir))
     missing = sources.filter(pc.invert(present))
-    why = [r for r in reasons if r is not None]
+    missing_named = named.filter(pc.invert(present))
     columns = []
     for field in arrow_schema("message_content"):
         if field.name in _KEY_COLUMNS:
             columns.append(missing.column(field.name).cast(field.type))
-        elif templates[NO_PATH][field.name] == templates[NO_FILE][field.name]:
-            value = pa.scalar(templates[NO_PATH][field.name], field.type)
-            columns.append(pa.repeat(value, len(missing)))
+            continue
+        unnamed = pa.scalar(templates[NO_PATH][field.name], field.type)
+        absent = pa.scalar(templates[NO_FILE][field.name], field.type)
+        if unnamed == absent:
+            columns.append(pa.repeat(unnamed, len(missing)))
         else:
-            columns.append(pa.array([templates[r][field.name] for r in why], field.type))
+            columns.append(pc.if_else(missing_named, absent, unnamed))
     table = pa.table(columns, schema=arrow_schema("message_content"))
     found = [Source(**row) for row in sources.filter(present).to_pylist()]
     return found, _with_day(table)
