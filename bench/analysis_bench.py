@@ -25,6 +25,7 @@ Data is generated once under ``--work`` and reused by later runs with the same p
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -693,13 +694,27 @@ def bench_report(
     runs: int,
     skip_baseline: bool = False,
     campaign_sample: int = 2000,
+    content: bool = False,
+    steps: bool = False,
 ) -> dict:
     inventory = write_inventory(work)
     write_bodies(work / "raw")
-    out: dict = {"sizes": {}}
+    out: dict = {"sizes": {}, "content": content}
     ensure_warehouses(work, sizes)
     for millions in sizes:
         warehouse = work / f"warehouse-{millions}M"
+        if content and not (warehouse / "CONTENT").exists():
+            log(f"content tables for {millions} million emails ...")
+            m = run_measured(
+                [sys.executable, __file__, "_add_content", str(warehouse), str(work / "raw"),
+                 str(millions)]
+            )  # fmt: skip
+            (warehouse / "CONTENT").write_text(m["stdout"])
+            log(f"  done in {m['wall_s']:.0f} s")
+        elif not content:
+            for name in ("message_content", "message_urls", "message_attachments"):
+                if (warehouse / name).exists():
+                    raise SystemExit(f"{warehouse} has content tables: run with --content")
         disk = sum(p.stat().st_size for p in warehouse.rglob("*.parquet"))
         results = []
         for i in range(runs):
@@ -725,6 +740,15 @@ def bench_report(
                 f" {m['max_rss_mib']:,.0f} MiB peak RSS"
             )
             results.append(m)
+        profile = None
+        if steps:
+            m = run_measured(
+                [sys.executable, __file__, "_report_steps", str(warehouse), str(work / "raw"),
+                 str(inventory), str(campaign_sample)]
+            )  # fmt: skip
+            profile = json.loads(m["stdout"])
+            for name, wall, cpu in profile:
+                log(f"  {name}: {wall:.1f} s, {cpu:.1f} CPU-s")
         tables: dict[str, dict] = {}
         for name in () if skip_baseline else ("pandas", "duckdb"):
             measured = []
@@ -750,6 +774,8 @@ def bench_report(
             "median_s": statistics.median(r["wall_s"] for r in results),
             "max_rss_mib": max(r["max_rss_mib"] for r in results),
             "tables23": tables,
+            "steps": profile,
+            "loadavg": os.getloadavg(),
             "pandas_over_duckdb": tables["pandas"]["wall_s"] / tables["duckdb"]["wall_s"]
             if tables
             else None,
@@ -812,6 +838,32 @@ def tables23_duckdb(warehouse: Path) -> dict:
     }
 
 
+def report_steps(warehouse: Path, raw: Path, inventory: Path, campaign_sample: int) -> list:
+    """``spampot report``'s steps (build_report's progress names) timed one by one: wall
+    and CPU seconds of each, in this process (as the command runs them)."""
+    import resource
+
+    from spampot.analysis.cli import load_sensor_info
+    from spampot.analysis.filters import ReportFilter
+    from spampot.analysis.report import ReportOptions, build_report
+    from spampot.analysis.warehouse import open_warehouse
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    marks = [("open the warehouse", time.perf_counter(), cpu())]
+    info = load_sensor_info(inventory)
+    con = open_warehouse(warehouse, ReportFilter(), info)
+    options = ReportOptions(raw_dir=raw, campaign_sample=campaign_sample)
+    build_report(
+        con, options, info, step=lambda name: marks.append((name, time.perf_counter(), cpu()))
+    )
+    con.close()
+    marks.append(("end", time.perf_counter(), cpu()))
+    return [(name, t2 - t, c2 - c) for (name, t, c), (_, t2, c2) in itertools.pairwise(marks)]
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "_make_events":
         raw = Path(sys.argv[2])
@@ -827,6 +879,12 @@ def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "_add_content":
         counts = add_content(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]) * 1_000_000)
         print(json.dumps(counts))
+        return
+    if len(sys.argv) == 6 and sys.argv[1] == "_report_steps":
+        steps = report_steps(
+            Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5])
+        )
+        print(json.dumps(steps))
         return
     if len(sys.argv) == 3 and sys.argv[1].startswith("_tables23_"):
         fn = tables23_pandas if sys.argv[1] == "_tables23_pandas" else tables23_duckdb
@@ -847,6 +905,15 @@ def main() -> None:
     parser.add_argument(
         "--campaign-sample", type=int, default=2000, help="the report's (0: no campaigns)"
     )
+    parser.add_argument(
+        "--content",
+        action="store_true",
+        help="give the warehouses content tables (one row per email) and time the report"
+        " with them (the whole-corpus campaigns)",
+    )
+    parser.add_argument(
+        "--steps", action="store_true", help="one more report per size, timed step by step"
+    )
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -858,7 +925,13 @@ def main() -> None:
     if not args.skip_report:
         sizes = [int(s) for s in args.sizes.split(",") if s]
         result["report"] = bench_report(
-            args.work, sizes, args.runs, args.skip_baseline, args.campaign_sample
+            args.work,
+            sizes,
+            args.runs,
+            args.skip_baseline,
+            args.campaign_sample,
+            args.content,
+            args.steps,
         )
     result["loadavg_end"] = os.getloadavg()
     text = json.dumps(result, indent=1)
