@@ -15,7 +15,12 @@
    email; 466 days; 216,888 source addresses; 10 sensors). ``spampot report`` over each, in a
    fresh process, ``--runs`` times, with campaigns (2,000 emails sampled and read from 5,000
    message files of 200 campaigns): wall time and peak RSS; a least-squares line through the
-   sizes extrapolates to the paper's 525 million.
+   sizes extrapolates to the paper's 525 million. ``--steps``: one more report per size,
+   each of its steps timed (wall and CPU). ``--content``: the warehouses get content tables
+   (one ``message_content`` row per email, the content the ingest's extraction takes from
+   the message files above, and their URL rows), so the report's content tables and
+   whole-corpus campaigns are timed too. The largest size is generated, the smaller ones
+   hard-linked from its prefix on the way.
 3. **Baseline**: Tables 2-3 computed by a straightforward pandas program and by the report's
    own SQL on DuckDB, on the same warehouse, each in a fresh process: the ratio.
 
