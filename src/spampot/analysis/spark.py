@@ -114,11 +114,11 @@ def open_spark_warehouse(
             )
             frame = frame.withColumn("day", frame["day"].cast("date"))
             # Every column today's ingest writes, null in files written before it had it.
-            for column in from_arrow_schema(_empty_schema(table)).fields:
+            for column in from_arrow_schema(table_schema(table)).fields:
                 if column.name not in frame.columns:
                     frame = frame.withColumn(column.name, F.lit(None).cast(column.dataType))
         else:  # no files yet: an empty table with the columns DuckDB's ingest gives it
-            frame = session.createDataFrame([], from_arrow_schema(_empty_schema(table)))
+            frame = session.createDataFrame([], from_arrow_schema(table_schema(table)))
         frame.createOrReplaceTempView(f"all_{table}")
         session.sql(f"SELECT * FROM all_{table} WHERE {condition}").createOrReplaceTempView(table)
     tags = [(name, tag) for name, info in inventory.items() for tag in info.tags]
@@ -135,7 +135,7 @@ def open_spark_warehouse(
     return SparkConnection(session)
 
 
-def _empty_schema(table: str) -> Any:
+def table_schema(table: str) -> Any:
     """The Arrow schema of ``table`` as the ingest writes it (its SQL over no events)."""
     import duckdb
 
@@ -148,6 +148,6 @@ def _empty_schema(table: str) -> Any:
             "CREATE TEMP TABLE ipinfo (src_ip VARCHAR, country VARCHAR, asn BIGINT,"
             " as_name VARCHAR, as_country VARCHAR, geo_source VARCHAR)"
         )
-        result = con.execute(load_sql(f"ingest_{table}")).to_arrow_table()
+        result = con.sql(load_sql(f"ingest_{table}")).to_arrow_table()
         assert result is not None
         return result.schema

@@ -37,7 +37,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from spampot.analysis.enrich import Enricher
-from spampot.analysis.event_reader import BATCH_SCHEMA, Rejected, read_events, to_table
+from spampot.analysis.event_reader import (
+    BATCH_SCHEMA,
+    FileEvents,
+    Rejected,
+    read_events,
+    to_table,
+)
 from spampot.analysis.ingest import (
     IPINFO_SCHEMA,
     STAGING,
@@ -51,6 +57,8 @@ from spampot.analysis.ingest import (
 )
 from spampot.analysis.sql import load_sql
 
+# Gzip input an executor decodes before it hands the events over (bounds its memory).
+GROUP_BYTES = 32 * 1024 * 1024
 # Beside each event row, what the executors tell the driver: a rejected line (``_line`` >= 0,
 # 0 for a file's unreadable part) or a file's count of valid events (``_line`` -1).
 _REPORT = (
@@ -67,28 +75,42 @@ JOB_SCHEMA = pa.schema([*BATCH_SCHEMA, *(pa.field(n, t) for n, t in _REPORT)])
 def _decode_files(
     batches: Iterator[pa.RecordBatch], eventids: list[str]
 ) -> Iterator[pa.RecordBatch]:
-    """In an executor: each (rel, path) read and validated by the contract's decoder."""
+    """In an executor: each (rel, path) read and validated by the contract's decoder; the
+    events of several files go out together (Arrow batches of a few per task, not two per
+    file), at most :data:`GROUP_BYTES` of gzip input at a time."""
     wanted = frozenset(eventids)
+    group: list[FileEvents] = []
+    rows: list[_ReportRow] = []
+    size = 0
     for batch in batches:
         for rel, path in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
             try:
                 with open(path, "rb") as f:
                     data = f.read()
             except OSError as exc:  # vanished or unreadable since the driver's scan
-                yield _report_batch([(rel, 0, f"cannot read the file: {exc.strerror}", "", None)])
+                rows.append((rel, 0, f"cannot read the file: {exc.strerror}", "", None))
                 continue
             found = read_events(rel, data)
-            events = to_table([found], wanted)
-            if events.num_rows:
-                report = [pa.nulls(events.num_rows, t) for _, t in _REPORT]
-                yield from pa.Table.from_arrays(
-                    [*events.columns, *report], schema=JOB_SCHEMA
-                ).to_batches()
-            rows: list[_ReportRow] = [
-                (r.file, r.line, r.reason, r.excerpt, None) for r in found.rejected
-            ]
+            size += len(data)
+            del data
+            group.append(found)
+            rows += [(r.file, r.line, r.reason, r.excerpt, None) for r in found.rejected]
             rows.append((rel, -1, None, None, found.count))
-            yield _report_batch(rows)
+            if size >= GROUP_BYTES:
+                yield from _group_batches(group, wanted, rows)
+                group, rows, size = [], [], 0
+    yield from _group_batches(group, wanted, rows)
+
+
+def _group_batches(
+    group: list[FileEvents], wanted: frozenset[str], rows: list[_ReportRow]
+) -> Iterator[pa.RecordBatch]:
+    events = to_table(group, wanted)
+    if events.num_rows:
+        report = [pa.nulls(events.num_rows, t) for _, t in _REPORT]
+        yield from pa.Table.from_arrays([*events.columns, *report], schema=JOB_SCHEMA).to_batches()
+    if rows:
+        yield _report_batch(rows)
 
 
 def _report_batch(rows: list[_ReportRow]) -> pa.RecordBatch:
@@ -109,12 +131,12 @@ class SparkIngester(Ingester):
         self.ipinfo: dict[str, tuple[Any, ...]] = {}  # looked up in this run, by address
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        from spampot.analysis.spark import _empty_schema
+        from spampot.analysis.spark import table_schema
 
         self._job_schema = from_arrow_schema(JOB_SCHEMA)
         # The column types DuckDB's ingest writes: Spark's output is cast to them, so a
         # warehouse may hold batches of both engines and either engine reads it.
-        self._types = {t: from_arrow_schema(_empty_schema(t)) for t in TABLES}
+        self._types = {t: from_arrow_schema(table_schema(t)) for t in TABLES}
 
     def _ingest_batch(self, files: list[RawFile], result: IngestResult, replaces: str = "") -> bool:
         from pyspark import StorageLevel
