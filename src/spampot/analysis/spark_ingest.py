@@ -9,8 +9,8 @@ differs is how a batch is read and its tables written:
 
 1. Spark reads the batch's event files in its executors (one task per group of files) and
    validates every line with the event contract's msgspec decoder
-   (:func:`spampot.analysis.event_reader.read_events`: the very function DuckDB's ingest asks
-   about each line its fast check does not take, so validity has one definition); the valid
+   (:func:`spampot.analysis.event_reader.read_events`: the decoder that judges every line in
+   DuckDB's ingest too, so validity has one definition); the valid
    events become ``batch_events`` in the columns of ``BATCH_SCHEMA`` (Arrow batches, no
    Python object per row), the rejected lines (file, line, reason, excerpt) come back to the
    driver for the quarantine.
