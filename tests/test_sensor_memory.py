@@ -1,19 +1,13 @@
-"""What a held connection costs (the worker's delay queue, the heap given back after a
-burst) and what a closed session's event lines cost on the way to the writer."""
+"""What a held connection costs: the worker's delay queue, the heap given back after a burst."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 
 from spampot.sensor.delays import DelayQueue
-from spampot.sensor.events import Clock, EventBuffer
-from spampot.sensor.frames import Lines, Message, request_reader
 from spampot.sensor.heap import HeapTrimmer
-from spampot.sensor.spool import SpoolItem
-from spampot.sensor.writer import FLUSH_LATER, Writer
 
 
 class _Waiter:
@@ -92,49 +86,3 @@ def test_heap_trimmer_gives_back_what_a_burst_freed():
     assert freed - _rss_kib() > 15_000  # KiB given back
     assert not heap.maybe_trim()  # nothing new since: no second walk
     assert len(kept) == 10_000
-
-
-def test_a_closed_sessions_lines_ride_with_the_next_frame_or_go_within_flush_later():
-    """flush_later: no frame of its own when a message's frame goes meanwhile, and the lines
-    reach the writer within FLUSH_LATER when none does."""
-
-    async def run() -> list[list[object]]:
-        loop = asyncio.get_running_loop()
-        ours, theirs = socket.socketpair()
-        theirs.setblocking(False)
-        buffer = EventBuffer("s", Clock())
-        writer = await Writer.start(loop, ours, buffer, pid=0)
-        reader = request_reader()
-        frames: list[list[object]] = []
-
-        async def read_frames() -> None:
-            await asyncio.sleep(0.01)
-            try:
-                data = theirs.recv(1 << 16)
-            except BlockingIOError:
-                frames.append([])
-                return
-            frames.append(list(reader.feed(data)))
-
-        buffer.emit("session.close", {"session": "a"}, "closed", reason="quit")
-        writer.flush_later()
-        # a message in the same moment: the closed session's line goes in its frame
-        writer.store(SpoolItem("x.eml.gz", b"m"), b"{}\n", lambda ok: None)
-        await read_frames()
-        buffer.emit("session.close", {"session": "b"}, "closed", reason="quit")
-        writer.flush_later()
-        await read_frames()  # nothing yet: no frame of its own at once
-        await asyncio.sleep(FLUSH_LATER + 0.05)
-        await read_frames()
-        await asyncio.sleep(FLUSH_LATER + 0.05)
-        await read_frames()  # and no second frame later
-        ours.close()
-        theirs.close()
-        return frames
-
-    first, early, late, after = asyncio.run(run())
-    assert [type(r) for r in first] == [Lines, Message]
-    assert b'"session":"a"' in first[0].blob  # type: ignore[attr-defined]
-    assert early == []
-    assert len(late) == 1 and b'"session":"b"' in late[0].blob  # type: ignore[attr-defined]
-    assert after == []

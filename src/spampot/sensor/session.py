@@ -476,7 +476,7 @@ class SensorSession(asyncio.Protocol):
             bytes_out=self.bytes_out,
             reason=self.reason,
         )
-        ctx.writer.flush_later()
+        ctx.writer.flush_soon()
         self.transport = None
 
     # --- acting on protocol events ----------------------------------------------------------

@@ -50,8 +50,6 @@ from spampot.sensor.spool import Spool, SpoolItem, syncfs
 StoredCallback = Callable[[bool], None]
 MAX_BYTES_KEPT = 64 * 1024 * 1024  # event lines held while the disk refuses them; oldest dropped
 IDLE_TICK = 1.0  # seconds: the writer wakes at least this often to rotate the log on the hour
-#: Seconds a closed session's lines may wait for a frame that goes anyway (a message's).
-FLUSH_LATER = 0.05
 
 
 # --- event-loop side ------------------------------------------------------------------------
@@ -80,7 +78,6 @@ class Writer(asyncio.Protocol):
         self._waiting: dict[int, StoredCallback] = {}
         self._queue: list[Request] = []
         self._scheduled = False
-        self._later: asyncio.TimerHandle | None = None
         # The loop, once connected: asyncio.get_running_loop() costs a getpid() system call
         # (its check against a fork), and the writer schedules a send per loop turn.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -143,24 +140,9 @@ class Writer(asyncio.Protocol):
         self._schedule()
 
     def flush_soon(self) -> None:
-        """Send the buffered event lines (the periodic flush)."""
+        """Send the buffered event lines (the periodic flush, a closed session)."""
         if len(self.buffer):
             self._schedule()
-
-    def flush_later(self) -> None:
-        """Send the buffered event lines within FLUSH_LATER seconds (a closed session's).
-
-        Under load they go with the next message's frame, sent meanwhile: a frame per closed
-        session cost a system call on each side and a wake-up of the writer, about a tenth
-        of the event loop's time at 50 concurrent sessions (py-spy).
-        """
-        if self._later is None and not self._scheduled and len(self.buffer):
-            loop = self._loop or asyncio.get_running_loop()
-            self._later = loop.call_later(FLUSH_LATER, self._flush_late)
-
-    def _flush_late(self) -> None:
-        self._later = None
-        self.flush_soon()  # nothing left if a frame took the lines meanwhile
 
     async def drain(self) -> None:
         """Wait until everything sent so far is written."""
