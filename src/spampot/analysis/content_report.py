@@ -321,9 +321,11 @@ def relay_examples_table(rows: list[tuple[Any, ...]]) -> Table:
 def materialise(con: Connection, name: str, sql: str) -> None:
     """``name`` as a table of ``sql``'s rows, on DuckDB or Spark."""
     if getattr(con, "dialect", "duckdb") == "spark":
-        con.execute(f"UNCACHE TABLE IF EXISTS {name}")
-        con.execute(f"DROP VIEW IF EXISTS {name}")  # CACHE TABLE ... AS makes a temp view
-        con.execute(f"CACHE TABLE {name} AS {sql}")
+        # A temp view is inlined whole wherever it is read: a propagation step reads the last
+        # labels twice, so views (or CACHE TABLE, which makes one) would double the plan at
+        # every step until the JVM's heap is gone. A local checkpoint makes the rows a leaf.
+        session = con.session  # type: ignore[attr-defined]
+        session.sql(sql).localCheckpoint().createOrReplaceTempView(name)
     else:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
 
