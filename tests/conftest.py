@@ -25,6 +25,15 @@ sys.path.insert(0, str(Path(__file__).parent / "differential"))
 pytest_plugins = ["differential_fixtures"]
 
 
+def rss_kib(pid: int | str = "self") -> int:
+    """Resident size of a process (KiB), from /proc/PID/status."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
 def need_tool(name: str) -> str:
     """The tool's path; skip when it is missing, except in CI where it must be there."""
     path = shutil.which(name)

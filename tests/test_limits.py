@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import Sensor
+from conftest import Sensor, rss_kib
 
 
 def _connect(port: int, source: str = "127.0.0.1", timeout: float = 5.0) -> socket.socket:
@@ -40,14 +40,6 @@ def _last_close(sensor: Sensor) -> dict:
         return [e for e in events if e["eventid"] == "spampot.session.close"]
 
     return closes(sensor.wait_events(lambda ev: len(closes(ev)) >= 2))[-1]
-
-
-def _rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def test_per_address_limit_answers_421_and_spares_other_addresses(sensor_factory):
@@ -222,7 +214,7 @@ def test_streaming_without_a_line_end_costs_at_most_the_limit(sensor_factory, po
     sock = _connect(sensor.ports[port_key])
     if port_key == "smtp":
         sock.recv(512)
-    before = _rss_kib(pid)
+    before = rss_kib(pid)
     chunk = b"A" * 65536
     sent = 0
     sock.settimeout(10)
@@ -233,7 +225,7 @@ def test_streaming_without_a_line_end_costs_at_most_the_limit(sensor_factory, po
             sent += len(chunk)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the proxies close once past their limits
-    grown = _rss_kib(pid) - before
+    grown = rss_kib(pid) - before
     assert grown < 4096, f"RSS grew by {grown} KiB after {sent} bytes"
     if port_key != "smtp":
         sock.close()
@@ -268,7 +260,7 @@ def test_a_persona_advertising_150_mb_holds_at_most_the_message_cap(sensor_facto
     assert b"SIZE 157286400\r\n" in _reply(sock, b"\r\n250 ")
     sock.sendall(b"MAIL FROM:<a@b.example> SIZE=100000000\r\nRCPT TO:<v@example.org>\r\nDATA\r\n")
     assert b"\r\n354 " in b"\r\n" + _reply(sock, b"\r\n354 ")
-    before = _rss_kib(pid)
+    before = rss_kib(pid)
     line = b"x" * 1022 + b"\r\n"
     chunk = line * 64
     sent = 0
@@ -277,7 +269,7 @@ def test_a_persona_advertising_150_mb_holds_at_most_the_message_cap(sensor_facto
         sent += len(chunk)
     sock.sendall(b".\r\n")
     reply = _reply(sock, b"\r\n", timeout=60)
-    grown = _rss_kib(pid) - before
+    grown = rss_kib(pid) - before
     assert reply.startswith(b"552 "), reply
     assert grown < cap // 1024 + 4096, f"RSS grew by {grown} KiB after {sent} bytes"
     sock.sendall(b"NOOP\r\n")
@@ -324,14 +316,6 @@ def test_postfix_error_delay_holds_the_reply_not_the_sensor(sensor_factory):
     assert _read_until_closed(slow) == b""
 
 
-def _rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def test_a_connection_in_an_error_delay_costs_a_few_kib(sensor_factory):
     """Connections that pipelined 10 errors and 60 NOOPs wait a second per reply for a
     minute: each holds its replies, its unread commands and a place in the delay queue, and
@@ -347,7 +331,7 @@ def test_a_connection_in_an_error_delay_costs_a_few_kib(sensor_factory):
     sensor = sensor_factory()
     assert sensor.proc is not None
     time.sleep(1.5)  # the start-up's own garbage settled (and trimmed)
-    before = _rss_kib(sensor.proc.pid)
+    before = rss_kib(sensor.proc.pid)
     held: list[socket.socket] = []
     try:
         for k in range(held_count):
@@ -358,7 +342,7 @@ def test_a_connection_in_an_error_delay_costs_a_few_kib(sensor_factory):
         # The replies come when the input runs out, a minute on (Postfix flushes only when it
         # waits for input); meanwhile a housekeeping tick gives back what the burst freed.
         time.sleep(2.5)
-        per_conn = (_rss_kib(sensor.proc.pid) - before) / held_count
+        per_conn = (rss_kib(sensor.proc.pid) - before) / held_count
         # 12-14 KiB before; the goal is 4 (bench/idle_conns.py --mode smtp-delay, 3,000
         # held). A shared machine moves a small sample: the order of magnitude is checked.
         assert per_conn < 6, f"{per_conn:.1f} KiB per delayed connection"

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from conftest import rss_kib
 from spampot.sensor.delays import DelayQueue
 from spampot.sensor.heap import HeapTrimmer
 
@@ -60,14 +61,6 @@ def test_delay_queue_takes_a_new_delay_from_inside_a_release():
     assert len(times) == 3 and times[2] >= 0.15
 
 
-def _rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def test_heap_trimmer_gives_back_what_a_burst_freed():
     heap = HeapTrimmer()
     if not heap.available:
@@ -80,9 +73,9 @@ def test_heap_trimmer_gives_back_what_a_burst_freed():
     for chunk in burst:
         chunk[::512] = b"x" * len(chunk[::512])  # touched: resident
     del burst
-    freed = _rss_kib()
+    freed = rss_kib()
     assert heap.free_bytes() >= 20_000_000
     assert heap.maybe_trim()
-    assert freed - _rss_kib() > 15_000  # KiB given back
+    assert freed - rss_kib() > 15_000  # KiB given back
     assert not heap.maybe_trim()  # nothing new since: no second walk
     assert len(kept) == 10_000

@@ -11,18 +11,10 @@ import time
 
 import socks
 
-from conftest import Sensor
+from conftest import Sensor, rss_kib
 
 HELD = 1500  # over 15 client addresses: under the default 256 per address
 SOURCES = 15
-
-
-def _rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def _smtp_through_socks5(port: int) -> float:
@@ -62,7 +54,7 @@ def test_idle_and_trickling_flood_leaves_room_for_a_real_client(sensor: Sensor):
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, HELD + 1024), hard))
     assert sensor.proc is not None
     pid = sensor.proc.pid
-    before = _rss_kib(pid)
+    before = rss_kib(pid)
     held: list[socket.socket] = []
     trickling: list[socket.socket] = []
     kinds = (
@@ -88,7 +80,7 @@ def test_idle_and_trickling_flood_leaves_room_for_a_real_client(sensor: Sensor):
                 s.sendall(b"x")
             time.sleep(0.3)
         time.sleep(1.0)
-        grown = _rss_kib(pid) - before
+        grown = rss_kib(pid) - before
         per_conn = grown / HELD
         assert per_conn < 12, f"{per_conn:.1f} KiB per held connection"
         durations = [_smtp_through_socks5(sensor.ports["socks"]) for _ in range(3)]
