@@ -335,6 +335,20 @@ def bench_ingest(work: Path, n_events: int, runs: int, compare_python: str | Non
 SLICE = 10_000_000
 
 
+# u(i, salt): a uniform number in [0, 1) from a hash, so the data is the same every run.
+UNIFORM = "((hash(i * 7919 + {salt}) % 1000000007) / 1000000007.0)"
+# Email i's address, day, second and sensor: drawn once here, so the content rows made for
+# email i fall on the address, day and sensor of its messages row.
+EMAIL_DRAWS = ",\n".join(
+    (
+        f"CAST(floor({UNIFORM.format(salt=1)} * {N_IPS}) AS BIGINT) AS ip_id",
+        f"CAST(floor({UNIFORM.format(salt=3)} * {N_DAYS}) AS INTEGER) AS d",
+        f"CAST(floor({UNIFORM.format(salt=4)} * 86400) AS INTEGER) AS sec",
+        f"CAST(floor({UNIFORM.format(salt=5)} * {N_SENSORS}) AS INTEGER) AS s",
+    )
+)
+
+
 def _slices(n: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + SLICE, n)) for lo in range(0, n, SLICE)]
 
@@ -423,8 +437,7 @@ def make_warehouse(
     con.execute("CREATE TABLE ports AS SELECT * FROM ports_a")
     con.execute("CREATE TABLE outcomes AS SELECT * FROM outcomes_a")
     geo = "country+as_name: bench (paper-shaped); asn+as_country: bench"
-    # u(i, salt): a uniform number in [0, 1) from a hash, so the data is the same every run.
-    u = "((hash(i * 7919 + {salt}) % 1000000007) / 1000000007.0)"
+    u = UNIFORM
 
     def write_message_slice(lo: int, hi: int) -> None:
         con.execute(
@@ -432,11 +445,8 @@ def make_warehouse(
         COPY (
             WITH m AS (
                 SELECT i,
-                    CAST(floor({u.format(salt=1)} * {N_IPS}) AS BIGINT) AS ip_id,
+                    {EMAIL_DRAWS},
                     {u.format(salt=2)} AS up,
-                    CAST(floor({u.format(salt=3)} * {N_DAYS}) AS INTEGER) AS d,
-                    CAST(floor({u.format(salt=4)} * 86400) AS INTEGER) AS sec,
-                    CAST(floor({u.format(salt=5)} * {N_SENSORS}) AS INTEGER) AS s,
                     {u.format(salt=6)} AS ur
                 FROM range({lo}, {hi}) AS t(i)
             )
@@ -597,7 +607,6 @@ def add_content(path: Path, raw: Path, n_messages: int) -> dict[str, int]:
     con.execute(f"SET temp_directory = '{path.parent / 'duckdb-tmp'}'")
     con.register("ips_a", source_addresses())
     con.execute("CREATE TABLE ips AS SELECT * FROM ips_a")
-    u = "((hash(i * 7919 + {salt}) % 1000000007) / 1000000007.0)"
     counts = {}
     for name, template in templates.items():
         shutil.rmtree(path / name, ignore_errors=True)
@@ -614,10 +623,7 @@ def add_content(path: Path, raw: Path, n_messages: int) -> dict[str, int]:
             COPY (
                 WITH m AS (
                     SELECT i,
-                        CAST(floor({u.format(salt=1)} * {N_IPS}) AS BIGINT) AS ip_id,
-                        CAST(floor({u.format(salt=3)} * {N_DAYS}) AS INTEGER) AS d,
-                        CAST(floor({u.format(salt=4)} * 86400) AS INTEGER) AS sec,
-                        CAST(floor({u.format(salt=5)} * {N_SENSORS}) AS INTEGER) AS s
+                        {EMAIL_DRAWS}
                     FROM range({lo}, {hi}) AS r(i)
                 )
                 SELECT
