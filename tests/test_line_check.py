@@ -22,6 +22,7 @@ from spampot.analysis.event_reader import (
     FileEvents,
     drop_batch,
     load_batch,
+    rejection_reason,
     to_table,
 )
 from spampot.analysis.line_check import fast_path
@@ -188,10 +189,15 @@ def decoded_row(line: bytes) -> dict | None:
 
 
 def decoded_reason(line: bytes) -> str | None:
+    # msgspec raises UnicodeDecodeError (not DecodeError) for invalid UTF-8 inside a string.
     try:
         contract.DECODER.decode(line)
-    except (contract.msgspec.DecodeError, contract.msgspec.ValidationError) as exc:
-        return str(exc).splitlines()[0][:300]
+    except (
+        contract.msgspec.DecodeError,
+        contract.msgspec.ValidationError,
+        UnicodeDecodeError,
+    ) as exc:
+        return rejection_reason(exc)
     return None
 
 

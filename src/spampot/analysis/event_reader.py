@@ -101,7 +101,7 @@ def _excerpt(line: bytes) -> str:
     return line[:EXCERPT_BYTES].decode("utf-8", "backslashreplace")
 
 
-def _reason(exc: Exception) -> str:
+def rejection_reason(exc: Exception) -> str:
     if isinstance(exc, UnicodeDecodeError):
         return f"invalid UTF-8 at byte {exc.start}"
     return str(exc).splitlines()[0][:300]
@@ -216,7 +216,9 @@ def _decode_line(out: FileEvents, line: bytes, number: int) -> None:
     try:
         event = DECODER.decode(line)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        out.rejected.append(Rejected(out.rel, number, _reason(exc), _excerpt(line.rstrip(b"\n"))))
+        out.rejected.append(
+            Rejected(out.rel, number, rejection_reason(exc), _excerpt(line.rstrip(b"\n")))
+        )
     else:
         out.events[type(event)].append(event)
 
@@ -357,7 +359,9 @@ class _BatchText:
                             msgspec.ValidationError,
                             UnicodeDecodeError,
                         ) as exc:
-                            rejected.append(Rejected(f.rel, i + 1, _reason(exc), _excerpt(line)))
+                            rejected.append(
+                                Rejected(f.rel, i + 1, rejection_reason(exc), _excerpt(line))
+                            )
                         else:
                             stamps[first + i] = (event.timestamp - _EPOCH) // _MICROSECOND
                             taken[first + i] = type(event) in wanted
