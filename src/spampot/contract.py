@@ -247,6 +247,9 @@ AnyEvent = (
 
 #: Decodes and validates one line (or, with ``decode_lines``, many) into its event class.
 DECODER: Final = msgspec.json.Decoder(AnyEvent)
+#: The sensor's encoder (of a record in the contract's field order, or of an event object:
+#: the same bytes), which the ingest uses to recognise a line in the sensor's own spelling.
+ENCODER: Final = msgspec.json.Encoder()
 
 COMMON_FIELDS: Final = ("eventid", *Event.__struct_fields__)
 

@@ -23,6 +23,7 @@ into. That view is what the ingest's SQL reads.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import itertools
 import operator
 from collections import defaultdict
@@ -37,7 +38,7 @@ import pyarrow as pa
 from isal import isal_zlib
 
 from spampot.analysis.line_check import fast_path
-from spampot.contract import COLUMNS, DECODER, EVENTS, STORED, Event, eventid
+from spampot.contract import COLUMNS, DECODER, ENCODER, EVENTS, STORED, Event, eventid
 
 # Bytes of decompressed input decoded in one call (a whole number of lines): large enough
 # that the per-call cost vanishes, small enough that one rejected line costs a re-decode of
@@ -301,6 +302,21 @@ def _bounds(text: bytes) -> np.ndarray:
     return np.concatenate([[0], ends, tail]).astype(np.int64)
 
 
+@dataclass(slots=True)
+class _Verdicts:
+    """The decoder's verdict on each line of a batch."""
+
+    #: Microseconds since the epoch of the line's timestamp; -1: rejected (or blank).
+    stamps: np.ndarray
+    #: A valid event of a class some table reads.
+    taken: np.ndarray
+    #: Valid and spelt as the sensor spells it: exactly the bytes the contract's encoder
+    #: makes of the decoded event (every key once, in the contract's order, nothing else),
+    #: so any JSON reader takes the decoder's values from it.
+    canonical: np.ndarray
+    rejected: list[Rejected] = field(default_factory=list)
+
+
 class _BatchText:
     """The whole lines of a batch's files, one after the other in one buffer (no file's text
     kept apart), and the Arrow column of them: a handful of arrays for the batch, whatever the
@@ -325,62 +341,70 @@ class _BatchText:
         f = self.files[file]
         return bytes(self.text[f.base + int(f.bounds[number - 1]) : f.base + int(f.bounds[number])])
 
-    def judge(
-        self, wanted: frozenset[type[Event]]
-    ) -> tuple[np.ndarray, np.ndarray, list[Rejected]]:
-        """The decoder's verdict on every line: its timestamp in microseconds since the epoch
-        where it accepts the line (-1 where not: a rejected or blank line); whether the line
-        is a valid event of a class in ``wanted``; the rejected lines with its reasons."""
+    def judge(self, wanted: frozenset[type[Event]]) -> _Verdicts:
+        """The decoder's verdict on every line (see :class:`_Verdicts`)."""
         count = sum(len(f.bounds) - 1 for f in self.files)
-        stamps = np.full(count, -1, np.int64)
-        taken = np.zeros(count, np.bool_)
-        rejected: list[Rejected] = []
+        verdicts = _Verdicts(
+            np.full(count, -1, np.int64), np.zeros(count, np.bool_), np.zeros(count, np.bool_)
+        )
+        stamps, taken, canonical = verdicts.stamps, verdicts.taken, verdicts.canonical
         view = memoryview(self.text)
         decode = DECODER.decode
-        first = 0  # the file's first line's index in the batch
-        for f in self.files:
-            bounds = f.bounds
-            n = len(bounds) - 1
-            start = 0
-            while start < n:
-                end = int(np.searchsorted(bounds, bounds[start] + CHUNK_BYTES))
-                end = min(max(end, start + 1), n)
-                lines = _split(bytes(view[f.base + bounds[start] : f.base + bounds[end]]))
-                try:
-                    events = [decode(line) for line in lines]
-                except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-                    for i, line in enumerate(lines, start):
-                        if not line.strip():
-                            continue
-                        try:
-                            event = decode(line)
-                        except (
-                            msgspec.DecodeError,
-                            msgspec.ValidationError,
-                            UnicodeDecodeError,
-                        ) as exc:
-                            rejected.append(
-                                Rejected(f.rel, i + 1, rejection_reason(exc), _excerpt(line))
-                            )
-                        else:
-                            stamps[first + i] = (event.timestamp - _EPOCH) // _MICROSECOND
-                            taken[first + i] = type(event) in wanted
-                else:
-                    # Any UTC offset: timedelta arithmetic in C (the contract's timestamps
-                    # are aware; a naive one is rejected by the decoder).
-                    stamps[first + start : first + end] = [
-                        (e.timestamp - _EPOCH) // _MICROSECOND for e in events
-                    ]
-                    taken[first + start : first + end] = [type(e) in wanted for e in events]
-                    del events
-                start = end
-            first += n
-        view.release()
-        return stamps, taken, rejected
+        encode = ENCODER.encode
+        # The decoder makes a Python object per value, none of them in a cycle: the cyclic
+        # collector, run every 700 of them, would only walk the chunk's live objects over and
+        # over (a fifth of the decoder's time on the sensor's lines).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            first = 0  # the file's first line's index in the batch
+            for f in self.files:
+                bounds = f.bounds
+                n = len(bounds) - 1
+                start = 0
+                while start < n:
+                    end = int(np.searchsorted(bounds, bounds[start] + CHUNK_BYTES))
+                    end = min(max(end, start + 1), n)
+                    lines = _split(bytes(view[f.base + bounds[start] : f.base + bounds[end]]))
+                    try:
+                        events = [decode(line) for line in lines]
+                    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+                        for i, line in enumerate(lines, start):
+                            if not line.strip():
+                                continue
+                            try:
+                                event = decode(line)
+                            except (
+                                msgspec.DecodeError,
+                                msgspec.ValidationError,
+                                UnicodeDecodeError,
+                            ) as exc:
+                                verdicts.rejected.append(
+                                    Rejected(f.rel, i + 1, rejection_reason(exc), _excerpt(line))
+                                )
+                            else:
+                                stamps[first + i] = (event.timestamp - _EPOCH) // _MICROSECOND
+                                taken[first + i] = type(event) in wanted
+                                canonical[first + i] = encode(event) == line
+                    else:
+                        at = slice(first + start, first + end)
+                        # Any UTC offset: timedelta arithmetic in C (the contract's timestamps
+                        # are aware; a naive one is rejected by the decoder).
+                        stamps[at] = [(e.timestamp - _EPOCH) // _MICROSECOND for e in events]
+                        taken[at] = [type(e) in wanted for e in events]
+                        canonical[at] = list(map(operator.eq, map(encode, events), lines))
+                        del events
+                    start = end
+                first += n
+        finally:
+            if collecting:
+                gc.enable()
+            view.release()
+        return verdicts
 
-    def table(self, stamps: np.ndarray, taken: np.ndarray) -> pa.Table:
-        """The lines, and ``ts``: the decoder's timestamp where the line is ``taken`` (null
-        where not: rejected, or an event no table reads)."""
+    def table(self, verdicts: _Verdicts) -> pa.Table:
+        """The lines, ``ts``: the decoder's timestamp where the line is taken (null where
+        not: rejected, or an event no table reads), and whether it is ``canonical``."""
         if not self.files:
             return _LINES_SCHEMA.empty_table()
         counts = np.array([len(f.bounds) - 1 for f in self.files], np.int64)
@@ -399,7 +423,8 @@ class _BatchText:
                 pa.DictionaryArray.from_arrays(
                     pa.array(np.repeat(sensor_of, counts)), pa.array(sensors)
                 ),
-                pa.array(stamps, pa.timestamp("us"), mask=~taken),
+                pa.array(verdicts.stamps, pa.timestamp("us"), mask=~verdicts.taken),
+                pa.array(verdicts.canonical),
             ],
             schema=_LINES_SCHEMA,
         )
@@ -420,6 +445,7 @@ _LINES_SCHEMA = pa.schema(
         ("line", pa.large_string()),
         ("raw_sensor", pa.dictionary(pa.int32(), pa.string())),
         ("ts", pa.timestamp("us")),
+        ("canonical", pa.bool_()),
     ]
 )
 
@@ -450,11 +476,12 @@ def load_batch(
             slow.append(read_events(rel, text, decompressed=True))
         del text
     wanted = frozenset(c for c in EVENTS if eventids is None or eventid(c) in eventids)
-    stamps, taken, rejected = batch.judge(wanted)
+    verdicts = batch.judge(wanted)
+    rejected = verdicts.rejected
     # Every line the decoder accepted is valid; the query reads those some table reads.
-    result.valid = int(np.count_nonzero(stamps >= 0)) + sum(f.count for f in slow)
-    con.register("batch_lines", batch.table(stamps, taken))
-    del stamps, taken
+    result.valid = int(np.count_nonzero(verdicts.stamps >= 0)) + sum(f.count for f in slow)
+    con.register("batch_lines", batch.table(verdicts))
+    del verdicts
     try:
         try:
             con.execute(f"CREATE OR REPLACE TEMP TABLE batch_checked AS {fast_path(False).query}")

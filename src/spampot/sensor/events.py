@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from spampot.contract import EXTRA_FIELDS, FIELD_ORDER, PREFIX, REQUIRED
+from spampot.contract import ENCODER, EXTRA_FIELDS, FIELD_ORDER, PREFIX, REQUIRED
 from spampot.layout import (
     CURRENT_EVENTS_NAME,
     ROTATING_EVENTS_NAME,
@@ -31,7 +29,7 @@ from spampot.sensor.spool import gzip_bytes, syncfs
 # msgspec's encoder writes what the standard library's compact encoder with ensure_ascii=False
 # writes (the same escapes of U+0000-U+001F, '"' and '\\', keys in insertion order), ten
 # times faster; only a lone surrogate, which UTF-8 cannot hold, takes the slower path.
-_encode = msgspec.json.Encoder().encode
+_encode = ENCODER.encode
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 # Characters JSON may leave raw (RFC 8259 §7 escapes only U+0000-U+001F) that still break or
