@@ -19,7 +19,7 @@ from collections import Counter, defaultdict
 from typing import Any, Protocol
 
 from spampot.analysis.model import Column, Table
-from spampot.analysis.sql import load_sql, render_sql
+from spampot.analysis.sql import load_sql, materialise, render_sql
 
 MAX_STEPS = 50  # label propagation steps; campaigns in spam are chains of a few at most
 SUMMARY_LABELS = {
@@ -316,18 +316,6 @@ def relay_examples_table(rows: list[tuple[Any, ...]]) -> Table:
 
 
 # --- campaigns ------------------------------------------------------------------------------
-
-
-def materialise(con: Connection, name: str, sql: str) -> None:
-    """``name`` as a table of ``sql``'s rows, on DuckDB or Spark."""
-    if getattr(con, "dialect", "duckdb") == "spark":
-        # A temp view is inlined whole wherever it is read: a propagation step reads the last
-        # labels twice, so views (or CACHE TABLE, which makes one) would double the plan at
-        # every step until the JVM's heap is gone. A local checkpoint makes the rows a leaf.
-        session = con.session  # type: ignore[attr-defined]
-        session.sql(sql).localCheckpoint().createOrReplaceTempView(name)
-    else:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
 
 
 def _literal(text: str) -> str:

@@ -20,7 +20,7 @@ import duckdb
 from spampot.analysis.filters import SensorInfo
 from spampot.analysis.model import Column, Figure, Report, Series, Table
 from spampot.analysis.ports import usual_service
-from spampot.analysis.sql import render_sql
+from spampot.analysis.sql import load_sql, materialise, render_sql
 
 UNKNOWN = "unknown"
 OTHER = "other"
@@ -53,6 +53,19 @@ def _rows(con: duckdb.DuckDBPyConnection, name: str, **variables: object) -> lis
     return con.execute(render_sql(name, **variables)).fetchall()
 
 
+def group_rows(con: duckdb.DuckDBPyConnection, step: Step | None = None) -> None:
+    """The tables ``message_groups`` and ``proxy_groups``: every aggregate of the emails and
+    of the proxy requests that the tables' queries (``report_*.sql``) read, each table read
+    once (grouping sets), where a query per table read each again."""
+    for table, sql, name in (
+        ("message_groups", "report_groups_messages", "emails"),
+        ("proxy_groups", "report_groups_proxy", "proxy requests"),
+    ):
+        if step is not None:
+            step(f"one scan of the {name}")
+        materialise(con, table, load_sql(sql))
+
+
 def build_report(
     con: duckdb.DuckDBPyConnection,
     options: ReportOptions,
@@ -65,6 +78,7 @@ def build_report(
             step(name)
 
     top = max(1, int(options.top))
+    group_rows(con, step)
     begin("general statistics")
     general = _rows(con, "report_general")[0]
     begin("countries by day")
@@ -151,7 +165,8 @@ def build_report(
     sources = [
         r[0]
         for r in con.execute(
-            "SELECT DISTINCT geo_source FROM messages WHERE geo_source IS NOT NULL ORDER BY 1"
+            "SELECT geo_source FROM message_groups"
+            " WHERE grouping_set = 'geo' AND geo_source IS NOT NULL ORDER BY 1"
         ).fetchall()
     ]
     if sources:

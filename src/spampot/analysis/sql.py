@@ -13,6 +13,18 @@ def load_sql(name: str) -> str:
     return (resources.files("spampot.analysis") / "sql" / f"{name}.sql").read_text("utf-8")
 
 
+def materialise(con: Any, name: str, sql: str) -> None:
+    """``name`` as a table of ``sql``'s rows, on DuckDB or Spark (a connection whose
+    ``dialect`` is "spark" has the session)."""
+    if getattr(con, "dialect", "duckdb") == "spark":
+        # A temp view is inlined whole wherever it is read: a propagation step reads the last
+        # labels twice, so views (or CACHE TABLE, which makes one) would double the plan at
+        # every step until the JVM's heap is gone. A local checkpoint makes the rows a leaf.
+        con.session.sql(sql).localCheckpoint().createOrReplaceTempView(name)
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+
+
 def render_sql(name: str, **variables: object) -> str:
     """Substitute ``${name}`` variables, as Spark SQL's own variable substitution does."""
     text = load_sql(name)

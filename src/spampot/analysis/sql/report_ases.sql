@@ -2,9 +2,9 @@
 -- no number (geoip2fast); as_country is where the AS is registered (ip2asn), top_country the
 -- country most of its emails came from.
 WITH by_as AS (
-    SELECT asn, as_name, as_country, country, COUNT(*) AS emails
-    FROM messages
-    GROUP BY asn, as_name, as_country, country
+    SELECT asn, as_name, as_country, country, emails
+    FROM message_groups
+    WHERE grouping_set = 'as'
 ),
 keyed AS (
     SELECT

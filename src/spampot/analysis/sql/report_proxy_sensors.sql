@@ -1,4 +1,4 @@
 -- Proxy requests per sensor (for the residential vs business comparison).
-SELECT sensor, COUNT(*) AS requests
-FROM proxy_requests
-GROUP BY sensor
+SELECT sensor, requests
+FROM proxy_groups
+WHERE grouping_set = 'sensor'

@@ -1,5 +1,5 @@
 -- Emails and recipients per day and sensor (messages per day per sensor; residential vs
 -- business sensors are sums of it by tag).
-SELECT day, sensor, COUNT(*) AS emails, SUM(rcpt_count) AS recipients
-FROM messages
-GROUP BY day, sensor
+SELECT day, sensor, emails, recipients
+FROM message_groups
+WHERE grouping_set = 'sensor_day'
