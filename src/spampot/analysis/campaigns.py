@@ -207,7 +207,7 @@ def campaigns_table(
     rows = con.execute(render_sql(name, sample=int(sample) * CANDIDATES, seed=int(seed)))
     sampled: list[Sampled] = []
     missing = 0
-    for raw_sensor, sensor, file, ts, src_ip, country, _sha in rows.fetchall():
+    for raw_sensor, sensor, file, ts, src_ip, country in rows.fetchall():
         if len(sampled) >= sample:
             break
         if not raw_sensor or not file or ".." in Path(file).parts:
