@@ -149,6 +149,21 @@ def content_tables(extractor: ContentExtractor) -> tuple[BatchTable, ...]:
 
 
 @dataclass(slots=True)
+class StagedBatch:
+    """A batch whose tables are written under the staging directory, to be moved into place
+    and committed (:meth:`Ingester._commit_staged`), whichever engine wrote them."""
+
+    id: str
+    files: list[RawFile]
+    staging: Path
+    valid: int  # events that passed the contract
+    rejected: list[Rejected]  # lines (and unreadable file tails) set aside
+    replaces: str = ""  # the batch this one re-ingests, if any
+    written: list[tuple[Path, Path]] = field(default_factory=list)  # staged path, final path
+    rows: dict[str, int] = field(default_factory=dict)  # rows written, per table
+
+
+@dataclass(slots=True)
 class IngestResult:
     files: int = 0
     input_bytes: int = 0
@@ -458,18 +473,18 @@ class Ingester:
     ) -> None:
         cfg = self.config
         new_addresses = self._enrich()
-        staging = cfg.warehouse / STAGING / bid
-        staging.mkdir(parents=True, exist_ok=True)
-        rows: dict[str, int] = {}
-        written: list[tuple[Path, Path]] = []
+        staged = StagedBatch(bid, files, cfg.warehouse / STAGING / bid, valid, rejected, replaces)
+        staged.staging.mkdir(parents=True, exist_ok=True)
         batch = Batch(bid, files, cfg.raw_dir)
         days = self.con.execute("SELECT DISTINCT CAST(ts AS DATE) FROM batch_events").fetchall()
         day = days[0][0] if len(days) == 1 else None
         for table in self.tables:
-            rows[table.name] = self._write_table(table, batch, staging, day)
-            for part in (staging / table.name).glob("day=*/*.parquet"):
-                written.append((part, cfg.warehouse / table.name / part.parent.name / part.name))
-        self._commit_staged(bid, files, staging, written, rows, valid, rejected, result, replaces)
+            staged.rows[table.name] = self._write_table(table, batch, staged.staging, day)
+            for part in (staged.staging / table.name).glob("day=*/*.parquet"):
+                staged.written.append(
+                    (part, cfg.warehouse / table.name / part.parent.name / part.name)
+                )
+        self._commit_staged(staged, result)
         result.new_addresses += new_addresses
 
     def _hold_back(self, rejected: list[Rejected], result: IngestResult) -> bool:
@@ -482,23 +497,13 @@ class Ingester:
         )
         return True
 
-    def _commit_staged(
-        self,
-        bid: str,
-        files: list[RawFile],
-        staging: Path,
-        written: list[tuple[Path, Path]],
-        rows: dict[str, int],
-        valid: int,
-        rejected: list[Rejected],
-        result: IngestResult,
-        replaces: str,
-    ) -> None:
-        """Move a batch's staged files (``written``: staged path, final path) into place,
-        with its quarantine, then commit it by its manifest line (whatever engine wrote it)."""
+    def _commit_staged(self, staged: StagedBatch, result: IngestResult) -> None:
+        """Move a batch's staged files into place, with its quarantine, then commit it by its
+        manifest line (whatever engine wrote it)."""
         cfg = self.config
+        rejected = staged.rejected
         if rejected:
-            kept = staging / "quarantine.jsonl"
+            kept = staged.staging / "quarantine.jsonl"
             with open(kept, "w", encoding="utf-8") as out:
                 for r in rejected:
                     out.write(
@@ -513,32 +518,32 @@ class Ingester:
                         )
                         + "\n"
                     )
-            written.append((kept, cfg.warehouse / QUARANTINE / f"{bid}.jsonl"))
-        for src, dst in written:
+            staged.written.append((kept, cfg.warehouse / QUARANTINE / f"{staged.id}.jsonl"))
+        for src, dst in staged.written:
             with open(src, "rb") as f:
                 os.fsync(f.fileno())
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dst)
         damaged = [[r.file, r.reason] for r in rejected if r.line == 0]
         detail: dict[str, Any] = {
-            "events": valid,
-            "rows": rows,
+            "events": staged.valid,
+            "rows": staged.rows,
             "geo_source": self.enricher.label,
             "quarantined": len(rejected),
         }
         if damaged:
             detail["damaged"] = damaged
-        if replaces:
-            detail["replaces"] = [replaces]
-        self.manifest.commit(bid, files, detail)
-        if replaces:
-            self._delete_batch(replaces)
-        shutil.rmtree(staging, ignore_errors=True)
-        result.events += valid
-        for name, n in rows.items():
+        if staged.replaces:
+            detail["replaces"] = [staged.replaces]
+        self.manifest.commit(staged.id, staged.files, detail)
+        if staged.replaces:
+            self._delete_batch(staged.replaces)
+        shutil.rmtree(staged.staging, ignore_errors=True)
+        result.events += staged.valid
+        for name, n in staged.rows.items():
             result.rows[name] = result.rows.get(name, 0) + n
-        result.files += len(files)
-        result.input_bytes += sum(f.size for f in files)
+        result.files += len(staged.files)
+        result.input_bytes += sum(f.size for f in staged.files)
         result.batches += 1
         result.quarantined += len(rejected)
         result.reasons.update(_reason_class(r.reason) for r in rejected)

@@ -30,7 +30,6 @@ shared POSIX file system) on a cluster. The content tables are not built by this
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -52,6 +51,7 @@ from spampot.analysis.ingest import (
     Ingester,
     IngestResult,
     RawFile,
+    StagedBatch,
     batch_id,
     sql_table,
 )
@@ -170,12 +170,12 @@ class SparkIngester(Ingester):
             events.createOrReplaceTempView("batch_events")
             new_addresses = self._spark_ipinfo(events)
             bid = batch_id(files, replaces)
-            staging = cfg.warehouse / STAGING / bid
-            staging.mkdir(parents=True, exist_ok=True)
-            written: list[tuple[Path, Path]] = []
-            rows: dict[str, int] = {}
+            staged = StagedBatch(
+                bid, files, cfg.warehouse / STAGING / bid, valid, rejected, replaces
+            )
+            staged.staging.mkdir(parents=True, exist_ok=True)
             for table in self.tables:
-                out = staging / table.name
+                out = staged.staging / table.name
                 frame = spark.sql(load_sql(f"ingest_{table.name}"))
                 frame = frame.select(
                     *(F.col(c.name).cast(c.dataType) for c in self._types[table.name].fields)
@@ -183,14 +183,14 @@ class SparkIngester(Ingester):
                 frame.write.partitionBy("day").option("compression", cfg.compression).parquet(
                     out.as_uri()
                 )
-                rows[table.name] = 0
+                staged.rows[table.name] = 0
                 for n, part in enumerate(sorted(out.glob("day=*/*.parquet"))):
-                    rows[table.name] += pq.read_metadata(part).num_rows
+                    staged.rows[table.name] += pq.read_metadata(part).num_rows
                     name = f"{bid}-{n}.parquet"
-                    written.append((part, cfg.warehouse / table.name / part.parent.name / name))
-            self._commit_staged(
-                bid, files, staging, written, rows, valid, rejected, result, replaces
-            )
+                    staged.written.append(
+                        (part, cfg.warehouse / table.name / part.parent.name / name)
+                    )
+            self._commit_staged(staged, result)
             result.new_addresses += new_addresses
         finally:
             job.unpersist()
