@@ -27,7 +27,15 @@ from typing import Any
 import benchlib
 
 LOAD = Path(__file__).with_name("smtp_load.py")
-METRICS = ("msgs_per_s", "p50_ms", "p99_ms", "max_ms", "server_cpu_s", "msgs_per_server_cpu_s")
+METRICS = (
+    "msgs_per_s",
+    "p50_ms",
+    "p99_ms",
+    "max_ms",
+    "ack_p50_ms",
+    "server_cpu_s",
+    "msgs_per_server_cpu_s",
+)
 
 
 @dataclass
@@ -114,6 +122,7 @@ def run_load(t: Target, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     result = json.loads(out.read_text())
     lat = result["latency_ms"]
     result.update(p50_ms=lat["p50"], p99_ms=lat["p99"], max_ms=lat["max"])
+    result.update(ack_p50_ms=result.get("ack_ms", {}).get("p50"))
     return result
 
 
@@ -130,8 +139,9 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def table(rows: list[tuple[str, dict[str, Any]]]) -> str:
-    head = ("target", "msg/s", "p50 ms", "p99 ms", "max ms", "errors", "srv cpu s", "msg/cpu-s")
-    keys = ("msgs_per_s", "p50_ms", "p99_ms", "max_ms", "errors", "server_cpu_s")
+    head = ("target", "msg/s", "p50 ms", "p99 ms", "max ms", "dot ms", "errors", "srv cpu s")
+    head += ("msg/cpu-s",)
+    keys = ("msgs_per_s", "p50_ms", "p99_ms", "max_ms", "ack_p50_ms", "errors", "server_cpu_s")
     lines = [f"{head[0]:<14}" + "".join(f"{h:>11}" for h in head[1:])]
     for name, m in rows:
         cells = [*(m.get(k) for k in keys), m.get("msgs_per_server_cpu_s")]

@@ -35,6 +35,21 @@ HERE = Path(__file__).resolve().parent
 IDLE = HERE / "idle_conns.py"
 
 
+def commit() -> str | None:
+    """The checkout's commit, if this is a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 @contextlib.contextmanager
 def fresh_fs(size: str, workdir: Path) -> Iterator[Path]:
     image = workdir / "fs.img"
@@ -105,6 +120,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # The machine is shared: what else ran is part of the figure.
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="spampot-suite-", dir="/var/tmp"))
     work.chmod(0o755)  # started as root, the sensor runs as nobody (its default sensor.user)
     ports = {"smtp": args.smtp_port, "http": args.http_port, "socks": args.socks_port}
@@ -136,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
                 t.runs.append(run_load(t, args, work / f"{t.name}-{run}.json"))
                 time.sleep(1.0)
         result: dict[str, Any] = {
+            "started": started,
+            "commit": commit(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
             "duration": args.duration,
             "runs": args.runs,
             "concurrency": args.concurrency,
@@ -150,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
             "socks5/direct": ratio(m["spampot-socks5"]["msgs_per_s"], direct),
             "http/direct": ratio(m["spampot-http"]["msgs_per_s"], direct),
         }
+        if len(targets) == 4:  # the same run's ratio, run by run (smtp-sink is targets[0])
+            result["per_run_ratios"] = [
+                ratio(ours["msgs_per_s"], sink["msgs_per_s"])
+                for sink, ours in zip(targets[0].runs, targets[1].runs, strict=True)
+            ]
         if args.idle:
             result["idle"] = {}
             for mode, port in (("smtp", "smtp"), ("socks5", "socks")):
@@ -164,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table([(name, row) for name, row in result["medians"].items()]))
     for name, value in result["ratios"].items():
         print(f"{name:<20} {value}")
+    if "per_run_ratios" in result:
+        print(f"{'per run':<20} {result['per_run_ratios']}")
+    print(f"load average {result['loadavg_before']} before, {result['loadavg_after']} after")
     for mode, r in result.get("idle", {}).items():
         probe = r.get("probe") or {}
         print(

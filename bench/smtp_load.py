@@ -170,6 +170,8 @@ class Session(asyncio.Protocol):
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.wrote_at = 0.0  # when the last command (or the message) was written
+        self.ack_s: float | None = None  # the wait for the reply to the message's final dot
 
     @property
     def step_name(self) -> str:
@@ -199,9 +201,14 @@ class Session(asyncio.Protocol):
                 self._finish(f"{step.name}:{result}")
                 return
             self.idx += 1
+            if step.name == "dot":
+                # What the server's "queued" costs it: storing the message (for the sensor,
+                # until the message and its event are durable).
+                self.ack_s = time.perf_counter() - self.wrote_at
             if step.send:
                 assert self.transport is not None
                 self.transport.write(self.msg_id + step.send if step.msg_id else step.send)
+                self.wrote_at = time.perf_counter()
         self._finish(None)
 
     def _parse(self, step: Step) -> bool | str | None:
@@ -299,6 +306,7 @@ async def _load(args: argparse.Namespace, concurrency: int, start_at: float) -> 
     await asyncio.sleep(max(0.0, start_at - time.time()))
     deadline = time.monotonic() + args.duration
     latencies: list[float] = []
+    acks: list[float] = []
     errors: Counter[str] = Counter()
     pid = os.getpid()
     counter = 0
@@ -308,11 +316,13 @@ async def _load(args: argparse.Namespace, concurrency: int, start_at: float) -> 
         while time.monotonic() < deadline:
             counter += 1
             msg_id = b"Message-ID: <%d.%d@bulk-mailer.example.net>\r\n" % (pid, counter)
-            error, elapsed, _ = await run_session(
+            error, elapsed, proto = await run_session(
                 plan, args.host, args.target_port, args.session_timeout, msg_id
             )
             if error is None:
                 latencies.append(elapsed)
+                if proto is not None and proto.ack_s is not None:
+                    acks.append(proto.ack_s)
             else:
                 errors[error] += 1
                 if error.startswith("connect:"):
@@ -322,7 +332,13 @@ async def _load(args: argparse.Namespace, concurrency: int, start_at: float) -> 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-    return {"latencies": latencies, "errors": dict(errors), "end": time.time(), "gen_cpu": cpu}
+    return {
+        "latencies": latencies,
+        "acks": acks,
+        "errors": dict(errors),
+        "end": time.time(),
+        "gen_cpu": cpu,
+    }
 
 
 def run_proc(args: argparse.Namespace, concurrency: int, start_at: float) -> dict[str, Any]:
@@ -345,6 +361,8 @@ def summarize(
     elapsed = max(r["end"] for r in results) - start_at
     ok = len(latencies)
     ms = [round(benchlib.percentile(latencies, q) * 1000, 2) for q in (50, 90, 99, 100)]
+    acks = sorted(x for r in results for x in r["acks"])
+    ack_ms = [round(benchlib.percentile(acks, q) * 1000, 2) for q in (50, 90, 99)]
     return {
         "target": f"{args.host}:{args.target_port}",
         "via": args.via,
@@ -360,6 +378,7 @@ def summarize(
         "error_kinds": dict(errors.most_common(20)),
         "msgs_per_s": round(ok / elapsed, 1) if elapsed > 0 else 0.0,
         "latency_ms": dict(zip(("p50", "p90", "p99", "max"), ms, strict=True)),
+        "ack_ms": dict(zip(("p50", "p90", "p99"), ack_ms, strict=True)),
         "server_pids": args.server_pid,
         "server_cpu_s": None if server_cpu is None else round(server_cpu, 3),
         "msgs_per_server_cpu_s": round(ok / server_cpu, 1) if server_cpu else None,
@@ -373,6 +392,7 @@ def human(s: dict[str, Any]) -> str:
         f"{s['via']} {s['target']} c={s['concurrency']} procs={s['procs']} {s['elapsed']}s: "
         f"ok={s['sessions_ok']} errors={s['errors']} {s['msgs_per_s']} msg/s "
         f"latency p50={lat['p50']}ms p99={lat['p99']}ms max={lat['max']}ms "
+        f"dot->reply p50={s['ack_ms']['p50']}ms "
         f"gen_cpu={s['generator_cpu_s']}s host_busy={s['host_busy_cpu_s']}s"
     )
     if s["server_cpu_s"] is not None:
