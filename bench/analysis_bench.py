@@ -685,6 +685,31 @@ def ensure_warehouses(work: Path, sizes: list[int]) -> None:
     log(f"  done in {time.perf_counter() - started:.0f} s")
 
 
+def replicate_warehouse(work: Path, millions: int, parts: list[tuple[int, int]]) -> None:
+    """``warehouse-<millions>M`` made of hard links to the files of generated warehouses
+    (``parts``: (millions of a generated one, copies of it)), each file linked again under a
+    name of its own per copy: for no more disk, a warehouse of that many emails with the
+    generated ones' distinct addresses, ASes, countries, days and sensors, which are the
+    paper's and do not grow with the emails (216,888 addresses at any size), and the same
+    number of files per day per ten million emails as a generated one. Its rows repeat."""
+    path = work / f"warehouse-{millions}M"
+    if (path / "COMPLETE").exists():
+        return
+    if sum(m * copies for m, copies in parts) != millions:
+        raise SystemExit(f"--replicate: {parts} does not make {millions} million emails")
+    shutil.rmtree(path, ignore_errors=True)
+    for m, copies in parts:
+        source = work / f"warehouse-{m}M"
+        if not (source / "COMPLETE").exists():
+            raise SystemExit(f"--replicate: {source} is not a complete warehouse")
+        for part in sorted(source.glob("*/day=*/*.parquet")):
+            day_dir = path / part.parent.parent.name / part.parent.name
+            day_dir.mkdir(parents=True, exist_ok=True)
+            for k in range(copies):
+                os.link(part, day_dir / f"r{m}x{k}-{part.name}")
+    (path / "COMPLETE").write_text("ok")
+
+
 def write_inventory(work: Path) -> Path:
     path = work / "inventory.toml"
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
@@ -930,6 +955,15 @@ def main() -> None:
     parser.add_argument(
         "--steps", action="store_true", help="one more report per size, timed step by step"
     )
+    parser.add_argument(
+        "--replicate",
+        action="append",
+        default=[],
+        metavar="N=AxK[+BxL]",
+        help="make warehouse-<N>M of hard links to K copies of warehouse-<A>M (and L of"
+        " warehouse-<B>M), e.g. 525=100x5+5x5 for the paper's 525 million (see"
+        " replicate_warehouse); then give N in --sizes",
+    )
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -938,6 +972,10 @@ def main() -> None:
         result["ingest"] = bench_ingest(
             args.work, args.ingest_events, args.runs, args.compare_python
         )
+    for spec in args.replicate:
+        target, _, recipe = spec.partition("=")
+        parts = [(int(a), int(k)) for a, _, k in (p.partition("x") for p in recipe.split("+"))]
+        replicate_warehouse(args.work, int(target), parts)
     if not args.skip_report:
         sizes = [int(s) for s in args.sizes.split(",") if s]
         result["report"] = bench_report(
