@@ -27,7 +27,7 @@ import gc
 import itertools
 import operator
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -316,6 +316,20 @@ class _Verdicts:
     canonical: np.ndarray
     rejected: list[Rejected] = field(default_factory=list)
 
+    def record(
+        self,
+        at: slice | list[int],
+        events: Sequence[Event],
+        lines: Sequence[bytes],
+        wanted: frozenset[type[Event]],
+    ) -> None:
+        """The verdicts on the valid ``events``, decoded from ``lines``, at indexes ``at``."""
+        # Any UTC offset: timedelta arithmetic in C (the contract's timestamps are aware; a
+        # naive one is rejected by the decoder).
+        self.stamps[at] = [(e.timestamp - _EPOCH) // _MICROSECOND for e in events]
+        self.taken[at] = [type(e) in wanted for e in events]
+        self.canonical[at] = list(map(operator.eq, map(ENCODER.encode, events), lines))
+
 
 class _BatchText:
     """The whole lines of a batch's files, one after the other in one buffer (no file's text
@@ -347,10 +361,8 @@ class _BatchText:
         verdicts = _Verdicts(
             np.full(count, -1, np.int64), np.zeros(count, np.bool_), np.zeros(count, np.bool_)
         )
-        stamps, taken, canonical = verdicts.stamps, verdicts.taken, verdicts.canonical
         view = memoryview(self.text)
         decode = DECODER.decode
-        encode = ENCODER.encode
         # The decoder makes a Python object per value, none of them in a cycle: the cyclic
         # collector, run every 700 of them, would only walk the chunk's live objects over and
         # over (a fifth of the decoder's time on the sensor's lines).
@@ -369,6 +381,9 @@ class _BatchText:
                     try:
                         events = [decode(line) for line in lines]
                     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+                        at: list[int] = []
+                        valid: list[Event] = []
+                        valid_lines: list[bytes] = []
                         for i, line in enumerate(lines, start):
                             if not line.strip():
                                 continue
@@ -383,16 +398,12 @@ class _BatchText:
                                     Rejected(f.rel, i + 1, rejection_reason(exc), _excerpt(line))
                                 )
                             else:
-                                stamps[first + i] = (event.timestamp - _EPOCH) // _MICROSECOND
-                                taken[first + i] = type(event) in wanted
-                                canonical[first + i] = encode(event) == line
+                                at.append(first + i)
+                                valid.append(event)
+                                valid_lines.append(line)
+                        verdicts.record(at, valid, valid_lines, wanted)
                     else:
-                        at = slice(first + start, first + end)
-                        # Any UTC offset: timedelta arithmetic in C (the contract's timestamps
-                        # are aware; a naive one is rejected by the decoder).
-                        stamps[at] = [(e.timestamp - _EPOCH) // _MICROSECOND for e in events]
-                        taken[at] = [type(e) in wanted for e in events]
-                        canonical[at] = list(map(operator.eq, map(encode, events), lines))
+                        verdicts.record(slice(first + start, first + end), events, lines, wanted)
                         del events
                     start = end
                 first += n
