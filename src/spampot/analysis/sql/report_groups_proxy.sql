@@ -32,22 +32,28 @@ FROM (
                 WHEN p.module LIKE 'socks%' THEN 'SOCKS'
             END,
             m.module,
-            CASE
-                WHEN p.protocol = 'http' THEN 'HTTP'
-                WHEN p.protocol LIKE 'socks%' THEN 'SOCKS'
-                ELSE 'unknown'
-            END
+            p.spoken
         ) AS module,
-        CASE
-            WHEN p.protocol = 'http' THEN 'HTTP'
-            WHEN p.protocol LIKE 'socks%' THEN 'SOCKS'
-            ELSE 'unknown'
-        END AS spoken,
+        p.spoken,
         p.outcome,
         p.sensor,
         p.target_host,
         p.target_port
-    FROM proxy_requests AS p
+    FROM (
+        SELECT
+            module,
+            CASE
+                WHEN protocol = 'http' THEN 'HTTP'
+                WHEN protocol LIKE 'socks%' THEN 'SOCKS'
+                ELSE 'unknown'
+            END AS spoken,
+            outcome,
+            sensor,
+            target_host,
+            target_port,
+            dst_port
+        FROM proxy_requests
+    ) AS p
     LEFT JOIN port_modules AS m ON p.dst_port = m.port
 ) AS r
 GROUP BY GROUPING SETS (
