@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from spampot.sensor.events import (
     recover_event_files,
 )
 from spampot.sensor.paths import ip_component, name_component
-from spampot.sensor.spool import Spool, SpoolItem
+from spampot.sensor.spool import Spool, SpoolItem, gzip_bytes, is_complete_gzip
 
 HOUR = 3600.0
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -200,6 +201,28 @@ def test_staged_names_that_are_not_messages_are_never_published(tmp_path):
     evil.write_bytes(gzip.compress(b"root"))
     assert spool.prepare() == (0, 1)
     assert not (tmp_path / "etc").exists() and not evil.exists()
+
+
+def test_every_compress_level_writes_one_gzip_member_zcat_reads(tmp_path):
+    # A spam message's shape: headers, text, base64; what zcat (the collector's readers, the
+    # ingest) reads back must be the bytes given, at every level the configuration allows.
+    message = (
+        b"Received: from [198.51.100.7]\r\nSubject: =?UTF-8?B?5L2g5aW9?=\r\n\r\n"
+        + b"Buy now http://shop.example/?id=42\r\n" * 40
+        + bytes(range(256)) * 8
+    )
+    sizes = []
+    for level in range(10):
+        blob = gzip_bytes(message, level)
+        path = tmp_path / f"{level}.eml.gz"
+        path.write_bytes(blob)
+        assert is_complete_gzip(path)
+        zcat = subprocess.run(["zcat", str(path)], capture_output=True, check=True)
+        assert zcat.stdout == message
+        sizes.append(len(blob))
+    assert sizes[0] > len(message)  # level 0 stores: nothing to compress on a slow box
+    assert max(sizes[1:]) < len(message) // 2
+    assert sizes[9] <= sizes[6] <= sizes[1]
 
 
 @pytest.mark.parametrize(
