@@ -10,6 +10,7 @@ import datetime as dt
 import gzip
 import json
 import os
+from unittest import mock
 
 import duckdb
 import pytest
@@ -228,9 +229,9 @@ def test_every_line_a_sensor_writes_is_in_the_canonical_spelling_that_skips_the_
     # still taken, by the slower check.
     lines = sensor_lines()
     moved = _spell([*_pairs(lines[0]), ("note", '"a field of a later version"')])
-    batch = event_reader._BatchText()
+    batch = event_reader._BatchText(frozenset(contract.EVENTS))
     assert batch.add(REL, b"".join([*lines, moved]))
-    verdicts = batch.judge(frozenset(contract.EVENTS))
+    verdicts = batch.files[0].verdicts
     assert verdicts.canonical.tolist() == [True] * len(lines) + [False]
     assert verdicts.rejected == [] and (verdicts.stamps >= 0).all()
     assert_all_taken_by_the_sql([moved])
@@ -438,6 +439,119 @@ def test_a_line_the_sql_accepts_is_one_the_decoder_accepts_with_the_same_values(
     assert valid == len(expected)
     assert rejected == reasons
     assert _ordered(events) == _ordered(expected)
+
+
+def per_line_verdicts(lines: list[bytes]) -> tuple[list[int], list[bool], list[tuple]]:
+    """Each line's timestamp (-1: rejected or blank), whether the contract's encoder spells
+    its event as it is, and the rejected lines' numbers and reasons: the decoder, a line at
+    a time."""
+    stamps, canonical, rejected = [], [], []
+    for number, line in enumerate(lines, 1):
+        body = line.rstrip(b"\n")
+        try:
+            event = contract.DECODER.decode(body)
+        except (contract.msgspec.DecodeError, contract.msgspec.ValidationError) as exc:
+            stamps.append(-1)
+            canonical.append(False)
+            if body.strip():
+                rejected.append((number, rejection_reason(exc)))
+        else:
+            epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+            stamps.append((event.timestamp - epoch) // dt.timedelta(microseconds=1))
+            canonical.append(contract.ENCODER.encode(event) == body)
+    return stamps, canonical, rejected
+
+
+def judged(lines: list[bytes], chunk_bytes: int) -> event_reader._Verdicts | None:
+    with mock.patch.object(event_reader, "CHUNK_BYTES", chunk_bytes):
+        batch = event_reader._BatchText(frozenset(contract.EVENTS))
+        if not batch.add(REL, b"".join(lines)):
+            return None
+    return batch.files[0].verdicts
+
+
+@settings(
+    max_examples=max(FUZZ_EXAMPLES // 3, 20),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.sampled_from(sensor_lines()),
+            mutated_lines(),
+            # Two values on one line, one over two lines, a blank line: a stream of values
+            # that the lines' encoding would match, were it not for the line breaks.
+            st.sampled_from(sensor_lines()).map(lambda line: line.rstrip(b"\n") * 2 + b"\n"),
+            st.sampled_from(sensor_lines()).map(lambda line: line.replace(b",", b"\n,", 1)),
+            st.just(b"\n"),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    chunk_bytes=st.integers(1, 8000),
+)
+def test_every_line_is_judged_as_the_decoder_judges_it_alone_whatever_the_chunks(
+    lines, chunk_bytes
+):
+    # Lines are decoded a run at a time where the run is in the sensor's spelling: the
+    # verdicts must be the decoder's on each line alone, wherever the runs begin and end.
+    verdicts = judged(lines, chunk_bytes)
+    try:
+        b"".join(lines).decode()
+    except UnicodeDecodeError:
+        assert verdicts is None  # the file is the decoder's alone (see the test below)
+        return
+    assert verdicts is not None
+    stamps, canonical, rejected = per_line_verdicts(b"".join(lines).splitlines(keepends=True))
+    assert verdicts.stamps.tolist() == stamps
+    assert verdicts.canonical.tolist() == canonical
+    assert [(r.line, r.reason) for r in verdicts.rejected] == rejected
+
+
+def test_a_canonical_run_of_lines_is_one_decode_and_one_encode(monkeypatch):
+    calls = []
+    monkeypatch.setattr(event_reader, "_judge_lines", lambda *args: calls.append(args) or None)
+    lines = sensor_lines() * 20
+    verdicts = judged(lines, 4096)
+    assert calls == [] and verdicts is not None and verdicts.canonical.all()
+
+
+def test_invalid_utf8_where_the_decoder_does_not_look_sends_the_file_to_the_decoder_alone():
+    # The decoder skips a field it does not know without reading its bytes; the column that
+    # DuckDB reads must be UTF-8 all the same, so the file is read by the decoder alone.
+    lines = sensor_lines() * 10
+    odd = lines[0].replace(b'"eventid"', b'"note":"\xff","eventid"', 1)
+    assert contract.DECODER.decode(odd.rstrip(b"\n"))  # valid to the decoder
+    assert judged([*lines, odd], 1024) is None
+    verdicts, valid, rejected, events = check([*lines, odd])
+    assert valid == len(lines) + 1 and rejected == []
+    assert not any(ok for ok, _ in verdicts)
+    assert len(events) == valid
+
+
+def test_the_column_holds_every_files_lines_small_files_sharing_a_chunk(monkeypatch):
+    lines = sensor_lines()
+    monkeypatch.setattr(event_reader, "_PIECE_BYTES", 3 * max(map(len, lines)))
+    sizes = [1, 2, 9, 1, 1, 1, 1, 12, 2, 0, 1]
+    files = [
+        (f"s{i % 3}/events/f{i}.jsonl.gz", [lines[(i + k) % len(lines)] for k in range(n)])
+        for i, n in enumerate(sizes)
+    ]
+    batch = event_reader._BatchText(frozenset(contract.EVENTS))
+    for rel, text in files:
+        assert batch.add(rel, b"".join(text))
+    table = batch.table()
+    expected = [(i, k, line) for i, (_, text) in enumerate(files) for k, line in enumerate(text, 1)]
+    assert table.column("line").to_pylist() == [line.decode() for _, _, line in expected]
+    assert table.column("line_file").to_pylist() == [i for i, _, _ in expected]
+    assert table.column("line_no").to_pylist() == [k for _, k, _ in expected]
+    assert table.column("raw_sensor").to_pylist() == [
+        files[i][0].split("/")[0] for i, _, _ in expected
+    ]
+    assert all(batch.line(i, k) == line for i, k, line in expected)
+    # The large files are chunks of their own; the small ones share.
+    assert table.column("line").num_chunks < len(files) - 3
 
 
 @pytest.mark.parametrize(

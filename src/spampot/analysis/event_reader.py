@@ -23,6 +23,7 @@ into. That view is what the ingest's SQL reads.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gc
 import itertools
 import operator
@@ -284,27 +285,35 @@ def to_table(files: list[FileEvents], eventids: frozenset[str] | None = None) ->
 
 # --- a batch's lines, checked in DuckDB ------------------------------------------------------
 
-
-@dataclass(slots=True)
-class _Lines:
-    """One file's whole lines within the batch's text: line i (1-based) is
-    ``text[base + bounds[i - 1] : base + bounds[i]]``, its newline included."""
-
-    rel: str
-    raw_sensor: str
-    base: int
-    bounds: np.ndarray  # int64, from 0 to the file's length
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 
 
 def _bounds(text: bytes) -> np.ndarray:
-    ends = np.flatnonzero(np.frombuffer(text, np.uint8) == ord("\n")) + 1
+    """The offsets of ``text``'s lines, from 0 to its length."""
+    # A byte-wide mask of a chunk of the text at a time (of all of it at once, hundreds of
+    # megabytes of page faults).
+    ends = [
+        np.flatnonzero(np.frombuffer(text, np.uint8, min(CHUNK_BYTES, len(text) - at), at) == 10)
+        + (at + 1)
+        for at in range(0, len(text), CHUNK_BYTES)
+    ]
     tail = [len(text)] if len(text) and text[-1:] != b"\n" else []
-    return np.concatenate([[0], ends, tail]).astype(np.int64)
+    return np.concatenate([[0], *ends, tail]).astype(np.int64)
+
+
+def _is_utf8(data: bytes) -> bool:
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @dataclass(slots=True)
 class _Verdicts:
-    """The decoder's verdict on each line of a batch."""
+    """The decoder's verdict on each line of a file."""
 
     #: Microseconds since the epoch of the line's timestamp; -1: rejected (or blank).
     stamps: np.ndarray
@@ -320,122 +329,226 @@ class _Verdicts:
         self,
         at: slice | list[int],
         events: Sequence[Event],
-        lines: Sequence[bytes],
+        canonical: bool | list[bool],
         wanted: frozenset[type[Event]],
     ) -> None:
-        """The verdicts on the valid ``events``, decoded from ``lines``, at indexes ``at``."""
+        """The verdicts on the valid ``events`` at indexes ``at``."""
         # Any UTC offset: timedelta arithmetic in C (the contract's timestamps are aware; a
         # naive one is rejected by the decoder).
         self.stamps[at] = [(e.timestamp - _EPOCH) // _MICROSECOND for e in events]
         self.taken[at] = [type(e) in wanted for e in events]
-        self.canonical[at] = list(map(operator.eq, map(ENCODER.encode, events), lines))
+        self.canonical[at] = canonical
+
+
+def _canonical_run(text: bytes, view: memoryview, start: int, end: int) -> Sequence[Event] | None:
+    """The events of the lines ``text[start:end]`` if every one is valid and canonical (see
+    :class:`_Verdicts`), else None.
+
+    The lines are decoded as one stream of values and their events encoded back at once:
+    where that is the lines' bytes exactly, each line is one value, spelt as the encoder
+    spells its event (a line of a sensor's, the usual case), for a fraction of the cost of
+    two calls a line. The stream alone would not do: two values on one line, or one over
+    two lines, would pass.
+    """
+    try:
+        events = DECODER.decode_lines(view[start:end])
+    except _DECODE_ERRORS:
+        return None
+    encoded = ENCODER.encode_lines(events)
+    return events if len(encoded) == end - start and text.startswith(encoded, start) else None
+
+
+def _judge_lines(
+    rel: str,
+    lines: list[bytes],
+    first: int,
+    verdicts: _Verdicts,
+    wanted: frozenset[type[Event]],
+) -> None:
+    """The verdicts on ``lines``, the lines of indexes ``first`` on, one line at a time."""
+    decode = DECODER.decode
+    at: slice | list[int]
+    try:
+        events = [decode(line) for line in lines]
+        at, valid = slice(first, first + len(lines)), lines
+    except _DECODE_ERRORS:
+        # Some line is bad (or blank): find it (and every other) line by line.
+        at, events, valid = [], [], []
+        for i, line in enumerate(lines, first):
+            if not line.strip():
+                continue
+            try:
+                event = decode(line)
+            except _DECODE_ERRORS as exc:
+                verdicts.rejected.append(
+                    Rejected(rel, i + 1, rejection_reason(exc), _excerpt(line))
+                )
+            else:
+                at.append(i)
+                events.append(event)
+                valid.append(line)
+    canonical = list(map(operator.eq, map(ENCODER.encode, events), valid))
+    verdicts.record(at, events, canonical, wanted)
+
+
+def _judge(
+    rel: str, text: bytes, bounds: np.ndarray, wanted: frozenset[type[Event]]
+) -> _Verdicts | None:
+    """The decoder's verdict on every line of a file's ``text``; None if it is not UTF-8
+    throughout."""
+    n = len(bounds) - 1
+    verdicts = _Verdicts(np.full(n, -1, np.int64), np.zeros(n, np.bool_), np.zeros(n, np.bool_))
+    # A file is written by one sensor: once a chunk is not all canonical, the rest is read
+    # line by line rather than tried as a run first.
+    runs = True
+    # The decoder makes a Python object per value, none of them in a cycle: the cyclic
+    # collector, run every 700 of them, would only walk the chunk's live objects over and
+    # over (a fifth of the decoder's time on the sensor's lines).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with memoryview(text) as view:
+            start = 0
+            while start < n:
+                end = int(np.searchsorted(bounds, bounds[start] + CHUNK_BYTES))
+                end = min(max(end, start + 1), n)
+                first, last = int(bounds[start]), int(bounds[end])
+                events = _canonical_run(text, view, first, last) if runs else None
+                if events is not None:
+                    # Valid UTF-8 too: they are the encoder's bytes.
+                    verdicts.record(slice(start, end), events, True, wanted)
+                else:
+                    runs = False
+                    chunk = text[first:last]
+                    # A line the decoder accepts may hold invalid UTF-8 where it does not
+                    # look (a field it ignores); Arrow and DuckDB take UTF-8 only.
+                    if not _is_utf8(chunk):
+                        return None
+                    _judge_lines(rel, _split(chunk), start, verdicts, wanted)
+                del events
+                start = end
+    finally:
+        if collecting:
+            gc.enable()
+    return verdicts
+
+
+# A file's text of at least this size is a chunk of the Arrow column by itself (no copy);
+# smaller ones share a buffer up to it: DuckDB's scan pays per chunk (a quiet fleet's hour
+# has thousands of small files).
+_PIECE_BYTES = CHUNK_BYTES
+
+
+@dataclass(slots=True)
+class _Lines:
+    """One file's whole lines within the batch, and the decoder's verdicts on them: line i
+    (1-based) is ``pieces[piece][base + bounds[i - 1] : base + bounds[i]]``, its newline
+    included."""
+
+    rel: str
+    raw_sensor: str
+    piece: int
+    base: int
+    bounds: np.ndarray  # int64, from 0 to the file's length
+    verdicts: _Verdicts
+
+
+def _arrow(values: np.ndarray, kind: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:
+    """A numpy array as an Arrow one of ``kind`` (``valid``: where it is not null).
+
+    Not ``pa.array``: it imports pandas, where installed, to ask whether its argument is a
+    Series (a quarter of a CPU-second).
+    """
+    bits = functools.partial(np.packbits, bitorder="little")
+    data = bits(values) if kind == pa.bool_() else np.ascontiguousarray(values)
+    mask = None if valid is None else pa.py_buffer(bits(valid))
+    return pa.Array.from_buffers(kind, len(values), [mask, pa.py_buffer(data)])
+
+
+def _strings(values: list[str]) -> pa.Array:
+    """``values`` as an Arrow string array (without ``pa.array``: see :func:`_arrow`)."""
+    encoded = [v.encode() for v in values]
+    offsets = np.cumsum([0, *map(len, encoded)], dtype=np.int32)
+    return pa.Array.from_buffers(
+        pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    )
 
 
 class _BatchText:
-    """The whole lines of a batch's files, one after the other in one buffer (no file's text
-    kept apart), and the Arrow column of them: a handful of arrays for the batch, whatever the
-    number of files (a quiet fleet's hour has thousands of small ones)."""
+    """The whole lines of a batch's files, each file judged by the decoder as it is added,
+    and the Arrow column of them: a large file's text is a chunk of its own, small ones
+    share one, so the chunks are few whatever the number of files (a quiet fleet's hour
+    has thousands of small ones) and no large text is copied."""
 
-    def __init__(self) -> None:
-        self.text = bytearray()
+    def __init__(self, wanted: frozenset[type[Event]]) -> None:
+        #: The event classes some table reads.
+        self.wanted = wanted
+        self.pieces: list[bytes | bytearray] = []
         self.files: list[_Lines] = []
 
     def add(self, rel: str, text: bytes) -> bool:
-        """Append a file's lines; False (nothing appended) if it is not UTF-8 throughout."""
-        if not text.isascii():
-            try:
-                text.decode("utf-8")
-            except UnicodeDecodeError:
-                return False
-        self.files.append(_Lines(rel, rel.split("/", 1)[0], len(self.text), _bounds(text)))
-        self.text += text
+        """Judge a file's lines and append them; False (nothing appended) if it is not UTF-8
+        throughout."""
+        bounds = _bounds(text)
+        verdicts = _judge(rel, text, bounds, self.wanted)
+        if verdicts is None:
+            return False
+        shared = self.pieces[-1] if self.pieces else None
+        if (
+            len(text) < _PIECE_BYTES
+            and isinstance(shared, bytearray)
+            and len(shared) < _PIECE_BYTES
+        ):
+            base = len(shared)
+            shared += text
+        else:
+            self.pieces.append(text if len(text) >= _PIECE_BYTES else bytearray(text))
+            base = 0
+        piece = len(self.pieces) - 1
+        self.files.append(_Lines(rel, rel.split("/", 1)[0], piece, base, bounds, verdicts))
         return True
 
     def line(self, file: int, number: int) -> bytes:
         f = self.files[file]
-        return bytes(self.text[f.base + int(f.bounds[number - 1]) : f.base + int(f.bounds[number])])
+        start, end = f.base + int(f.bounds[number - 1]), f.base + int(f.bounds[number])
+        return bytes(self.pieces[f.piece][start:end])
 
-    def judge(self, wanted: frozenset[type[Event]]) -> _Verdicts:
-        """The decoder's verdict on every line (see :class:`_Verdicts`)."""
-        count = sum(len(f.bounds) - 1 for f in self.files)
-        verdicts = _Verdicts(
-            np.full(count, -1, np.int64), np.zeros(count, np.bool_), np.zeros(count, np.bool_)
-        )
-        view = memoryview(self.text)
-        decode = DECODER.decode
-        # The decoder makes a Python object per value, none of them in a cycle: the cyclic
-        # collector, run every 700 of them, would only walk the chunk's live objects over and
-        # over (a fifth of the decoder's time on the sensor's lines).
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            first = 0  # the file's first line's index in the batch
-            for f in self.files:
-                bounds = f.bounds
-                n = len(bounds) - 1
-                start = 0
-                while start < n:
-                    end = int(np.searchsorted(bounds, bounds[start] + CHUNK_BYTES))
-                    end = min(max(end, start + 1), n)
-                    lines = _split(bytes(view[f.base + bounds[start] : f.base + bounds[end]]))
-                    try:
-                        events = [decode(line) for line in lines]
-                    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-                        at: list[int] = []
-                        valid: list[Event] = []
-                        valid_lines: list[bytes] = []
-                        for i, line in enumerate(lines, start):
-                            if not line.strip():
-                                continue
-                            try:
-                                event = decode(line)
-                            except (
-                                msgspec.DecodeError,
-                                msgspec.ValidationError,
-                                UnicodeDecodeError,
-                            ) as exc:
-                                verdicts.rejected.append(
-                                    Rejected(f.rel, i + 1, rejection_reason(exc), _excerpt(line))
-                                )
-                            else:
-                                at.append(first + i)
-                                valid.append(event)
-                                valid_lines.append(line)
-                        verdicts.record(at, valid, valid_lines, wanted)
-                    else:
-                        verdicts.record(slice(first + start, first + end), events, lines, wanted)
-                        del events
-                    start = end
-                first += n
-        finally:
-            if collecting:
-                gc.enable()
-            view.release()
-        return verdicts
-
-    def table(self, verdicts: _Verdicts) -> pa.Table:
+    def table(self) -> pa.Table:
         """The lines, ``ts``: the decoder's timestamp where the line is taken (null where
         not: rejected, or an event no table reads), and whether it is ``canonical``."""
         if not self.files:
             return _LINES_SCHEMA.empty_table()
         counts = np.array([len(f.bounds) - 1 for f in self.files], np.int64)
-        offsets = np.concatenate([[0], *(f.bounds[1:] + f.base for f in self.files)]).astype(
-            np.int64
-        )
         n = int(counts.sum())
         firsts = np.repeat(np.cumsum(counts) - counts, counts)
+        lines = []
+        for piece, group in itertools.groupby(self.files, operator.attrgetter("piece")):
+            files = list(group)
+            offsets = np.concatenate([[0], *(f.bounds[1:] + f.base for f in files)])
+            lines.append(
+                pa.LargeStringArray.from_buffers(
+                    len(offsets) - 1,
+                    pa.py_buffer(offsets.astype(np.int64)),
+                    pa.py_buffer(self.pieces[piece]),
+                )
+            )
         sensors = sorted({f.raw_sensor for f in self.files})
         sensor_of = np.array([sensors.index(f.raw_sensor) for f in self.files], np.int32)
+        verdicts = [f.verdicts for f in self.files]
         return pa.table(
             [
-                pa.array(np.repeat(np.arange(len(self.files), dtype=np.int32), counts)),
-                pa.array((np.arange(n) - firsts + 1).astype(np.int32)),
-                pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(self.text)),
+                _arrow(np.repeat(np.arange(len(self.files), dtype=np.int32), counts), pa.int32()),
+                _arrow((np.arange(n) - firsts + 1).astype(np.int32), pa.int32()),
+                pa.chunked_array(lines, pa.large_string()),
                 pa.DictionaryArray.from_arrays(
-                    pa.array(np.repeat(sensor_of, counts)), pa.array(sensors)
+                    _arrow(np.repeat(sensor_of, counts), pa.int32()), _strings(sensors)
                 ),
-                pa.array(verdicts.stamps, pa.timestamp("us"), mask=~verdicts.taken),
-                pa.array(verdicts.canonical),
+                _arrow(
+                    np.concatenate([v.stamps for v in verdicts]),
+                    pa.timestamp("us"),
+                    valid=np.concatenate([v.taken for v in verdicts]),
+                ),
+                _arrow(np.concatenate([v.canonical for v in verdicts]), pa.bool_()),
             ],
             schema=_LINES_SCHEMA,
         )
@@ -473,7 +586,8 @@ def load_batch(
     (:func:`drop_batch`).
     """
     result = BatchRead()
-    batch = _BatchText()
+    wanted = frozenset(c for c in EVENTS if eventids is None or eventid(c) in eventids)
+    batch = _BatchText(wanted)
     slow: list[FileEvents] = []  # files read by the decoder alone (invalid UTF-8)
     problems: dict[str, str] = {}
     for rel, data, unreadable in files:
@@ -486,13 +600,11 @@ def load_batch(
         if not batch.add(rel, text):
             slow.append(read_events(rel, text, decompressed=True))
         del text
-    wanted = frozenset(c for c in EVENTS if eventids is None or eventid(c) in eventids)
-    verdicts = batch.judge(wanted)
-    rejected = verdicts.rejected
+    rejected = [r for f in batch.files for r in f.verdicts.rejected]
     # Every line the decoder accepted is valid; the query reads those some table reads.
-    result.valid = int(np.count_nonzero(verdicts.stamps >= 0)) + sum(f.count for f in slow)
-    con.register("batch_lines", batch.table(verdicts))
-    del verdicts
+    result.valid = sum(int(np.count_nonzero(f.verdicts.stamps >= 0)) for f in batch.files)
+    result.valid += sum(f.count for f in slow)
+    con.register("batch_lines", batch.table())
     try:
         try:
             con.execute(f"CREATE OR REPLACE TEMP TABLE batch_checked AS {fast_path(False).query}")
