@@ -279,7 +279,7 @@ def to_table(files: list[FileEvents], eventids: frozenset[str] | None = None) ->
             )
         )
     if not parts:
-        return BATCH_SCHEMA.empty_table()
+        return empty_table(BATCH_SCHEMA)
     return pa.concat_tables(parts)
 
 
@@ -465,6 +465,12 @@ def _arrow(values: np.ndarray, kind: pa.DataType, valid: np.ndarray | None = Non
     return pa.Array.from_buffers(kind, len(values), [mask, pa.py_buffer(data)])
 
 
+def empty_table(schema: pa.Schema) -> pa.Table:
+    """A table of ``schema`` with no rows (``schema.empty_table()`` uses ``pa.array``: see
+    :func:`_arrow`)."""
+    return pa.Table.from_batches([], schema=schema)
+
+
 def _strings(values: list[str]) -> pa.Array:
     """``values`` as an Arrow string array (without ``pa.array``: see :func:`_arrow`)."""
     encoded = [v.encode() for v in values]
@@ -517,7 +523,7 @@ class _BatchText:
         """The lines, ``ts``: the decoder's timestamp where the line is taken (null where
         not: rejected, or an event no table reads), and whether it is ``canonical``."""
         if not self.files:
-            return _LINES_SCHEMA.empty_table()
+            return empty_table(_LINES_SCHEMA)
         counts = np.array([len(f.bounds) - 1 for f in self.files], np.int64)
         n = int(counts.sum())
         firsts = np.repeat(np.cumsum(counts) - counts, counts)

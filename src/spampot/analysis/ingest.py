@@ -62,7 +62,13 @@ import pyarrow as pa
 from spampot.analysis.content.batch import EVENT as CONTENT_EVENT
 from spampot.analysis.content.batch import ContentExtractor, ContentOptions
 from spampot.analysis.enrich import Enricher
-from spampot.analysis.event_reader import BATCH_SCHEMA, Rejected, drop_batch, load_batch
+from spampot.analysis.event_reader import (
+    BATCH_SCHEMA,
+    Rejected,
+    drop_batch,
+    empty_table,
+    load_batch,
+)
 from spampot.analysis.sql import add_spark_names, load_sql
 from spampot.contract import COLUMNS
 from spampot.layout import EVENTS
@@ -610,12 +616,15 @@ class Ingester:
         ]
         if not new:
             return 0
-        table = pa.table(self.enricher.lookup_many(new), schema=IPINFO_SCHEMA)
-        self.con.register("new_ipinfo", table)
-        try:
-            self.con.execute("INSERT INTO ipinfo SELECT * FROM new_ipinfo")
-        finally:
-            self.con.unregister("new_ipinfo")
+        # The columns as list parameters, not an Arrow table: ``pa.table`` of Python lists
+        # imports pandas where it is installed (a third of a CPU-second), and new addresses
+        # are few beside the events.
+        columns = self.enricher.lookup_many(new)
+        self.con.execute(
+            "INSERT INTO ipinfo BY NAME SELECT "
+            + ", ".join(f"unnest(${i}) AS {name}" for i, name in enumerate(columns, 1)),
+            list(columns.values()),
+        )
         return len(new)
 
 
@@ -639,7 +648,7 @@ def _quote(path: Path) -> str:
 
 def empty_batch_events() -> pa.Table:
     """``batch_events`` with no rows: the columns a table has before any file is ingested."""
-    return BATCH_SCHEMA.empty_table()
+    return empty_table(BATCH_SCHEMA)
 
 
 def ingest(
