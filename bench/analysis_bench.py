@@ -7,7 +7,8 @@
    like the sensor's files, read into the warehouse by ``spampot ingest`` (every line
    validated; no address look-ups, one DuckDB thread) and, in the same rounds, by the bare
    baseline: DuckDB's JSON reader into the same tables with nothing validated (and, with
-   ``--compare-python``, by another installation's ingest, e.g. an older checkout's).
+   ``--compare-python``, by another installation's ingest, with and without the content
+   tables, e.g. an older checkout's; CPU against its, round by round).
    Events per CPU-second and per second, peak RSS, CPU against the baseline's of its round.
 2. **Report scaling**: warehouses of ``--sizes`` million emails (plus 0.276 proxy requests per
    email, the paper's 145 M / 525 M) written directly as Parquet in the warehouse's schema with
@@ -291,6 +292,15 @@ def bench_ingest(work: Path, n_events: int, runs: int, compare_python: str | Non
             "--warehouse",
             str(wh),
         ]
+        variants["compared_no_content"] = lambda wh: [
+            compare_python,
+            "-m",
+            "spampot",
+            *ingest_args,
+            "--no-content",
+            "--warehouse",
+            str(wh),
+        ]
     results: dict[str, list[dict]] = {name: [] for name in variants}
     for i in range(runs):
         for name, command in variants.items():
@@ -324,6 +334,12 @@ def bench_ingest(work: Path, n_events: int, runs: int, compare_python: str | Non
             out[name]["cpu_over_bare"] = statistics.median(
                 a["cpu_s"] / b["cpu_s"] for a, b in zip(results[name], results["bare"], strict=True)
             )
+    # And against the other installation's, round by round (the same with content or not).
+    for name, other in (("ingest", "compared"), ("ingest_no_content", "compared_no_content")):
+        if other in results:
+            out[name]["cpu_over_compared"] = [
+                a["cpu_s"] / b["cpu_s"] for a, b in zip(results[name], results[other], strict=True)
+            ]
     return out
 
 
@@ -996,13 +1012,19 @@ def main() -> None:
     summary = []
     if "ingest" in result:
         i = result["ingest"]
-        for name in ("ingest", "ingest_no_content", "bare", "compared"):
+        for name in ("ingest", "ingest_no_content", "bare", "compared", "compared_no_content"):
             if name in i:
                 s = i[name]
                 summary.append(
                     f"{name} {s['median_events_per_cpu_s']:,.0f} events/CPU-s"
                     f" ({s['median_events_per_s']:,.0f}/s, {s['max_rss_mib']:,.0f} MiB"
                     + (f", {s['cpu_over_bare']:.2f}x bare's CPU" if "cpu_over_bare" in s else "")
+                    + (
+                        ", CPU against the compared's by round: "
+                        + " ".join(f"{r:.2f}" for r in s["cpu_over_compared"])
+                        if "cpu_over_compared" in s
+                        else ""
+                    )
                     + ")"
                 )
     if "report" in result:
