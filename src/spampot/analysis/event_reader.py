@@ -9,12 +9,13 @@ the same way whatever their spelling (``Z`` or ``+00:00``, with or without fract
 whatever the file's size, and stored in UTC.
 
 How (:func:`load_batch`): every line is judged by the contract's msgspec decoder (in C, a
-few microseconds a line; its reason for what it rejects, its timestamp for what it accepts);
-the lines of a batch's files become one Arrow column without a Python object per line (the
-decompressed bytes and an array of offsets) and DuckDB reads the columns of the accepted
-lines from it (:mod:`spampot.analysis.line_check`, which takes a line only where its values
-are certainly the decoder's); the few accepted lines it does not take are turned into
-columns from the decoder's objects. The valid events of both are the view
+few microseconds a line; its reason for what it rejects, its timestamp for what it accepts;
+a run of lines in the sensor's own spelling in one call, :func:`_canonical_run`); the lines
+of a batch's files become one Arrow column without a Python object per line (the
+decompressed bytes, a large file's as they are, and arrays of offsets) and DuckDB reads the
+columns of the accepted lines from it (:mod:`spampot.analysis.line_check`, which takes a
+line only where its values are certainly the decoder's); the few accepted lines it does not
+take are turned into columns from the decoder's objects. The valid events of both are the view
 ``batch_events``, in the columns of :data:`BATCH_SCHEMA`: the contract's stored fields
 (``timestamp`` named ``ts``) and ``raw_sensor``, the sensor directory the file was collected
 into. That view is what the ingest's SQL reads.
