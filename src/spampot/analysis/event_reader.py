@@ -458,7 +458,7 @@ def _arrow(values: np.ndarray, kind: pa.DataType, valid: np.ndarray | None = Non
     """A numpy array as an Arrow one of ``kind`` (``valid``: where it is not null).
 
     Not ``pa.array``: it imports pandas, where installed, to ask whether its argument is a
-    Series (a quarter of a CPU-second).
+    Series (about 0.3 CPU-s).
     """
     bits = functools.partial(np.packbits, bitorder="little")
     data = bits(values) if kind == pa.bool_() else np.ascontiguousarray(values)

@@ -617,7 +617,7 @@ class Ingester:
         if not new:
             return 0
         # The columns as list parameters, not an Arrow table: ``pa.table`` of Python lists
-        # imports pandas where it is installed (a third of a CPU-second), and new addresses
+        # imports pandas where it is installed (about 0.3 CPU-s), and new addresses
         # are few beside the events.
         columns = self.enricher.lookup_many(new)
         self.con.execute(
