@@ -194,36 +194,45 @@ def _split(chunk: bytes) -> list[bytes]:
     return lines
 
 
-def _decode_chunk(out: FileEvents, chunk: bytes, first_line: int) -> None:
-    groups = out.events
-    lines = _split(chunk)
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+
+
+def _decode_each(
+    rel: str, lines: list[bytes], first: int
+) -> tuple[list[Event], list[int] | None, list[Rejected]]:
+    """Every one of ``lines`` (without their newlines) by the contract's decoder alone,
+    ``first`` the line number of the first: the valid lines' events, their indexes in
+    ``lines`` (None: every line is valid), and a rejected record for each invalid one (a
+    blank line is neither)."""
     decode = DECODER.decode
     try:
         # Line by line, not ``decode_lines``: that reads a stream of values, where two on one
         # line or one over two lines would pass.
-        decoded = [decode(line) for line in lines]
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return [decode(line) for line in lines], None, []
+    except _DECODE_ERRORS:
         pass  # some line is bad (or blank): find it (and every other) line by line
-    else:
-        for event in decoded:
-            groups[type(event)].append(event)
-        return
-    for number, line in enumerate(lines, first_line):
-        _decode_line(out, line, number)
+    events: list[Event] = []
+    valid: list[int] = []
+    rejected: list[Rejected] = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            events.append(decode(line))
+        except _DECODE_ERRORS as exc:
+            rejected.append(Rejected(rel, first + i, rejection_reason(exc), _excerpt(line)))
+        else:
+            valid.append(i)
+    return events, valid, rejected
 
 
-def _decode_line(out: FileEvents, line: bytes, number: int) -> None:
-    """One line by the contract's decoder: an event of ``out``, or a rejected record."""
-    if not line.strip():
-        return
-    try:
-        event = DECODER.decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        out.rejected.append(
-            Rejected(out.rel, number, rejection_reason(exc), _excerpt(line.rstrip(b"\n")))
-        )
-    else:
+def _decode_chunk(out: FileEvents, chunk: bytes, first_line: int) -> None:
+    """The lines of ``chunk`` (a whole line or more), ``first_line`` the number of its
+    first, by the contract's decoder: events of ``out``, or rejected records."""
+    events, _, rejected = _decode_each(out.rel, _split(chunk), first_line)
+    for event in events:
         out.events[type(event)].append(event)
+    out.rejected += rejected
 
 
 def _column(name: str, values: list[Any]) -> pa.Array:
@@ -285,8 +294,6 @@ def to_table(files: list[FileEvents], eventids: frozenset[str] | None = None) ->
 
 
 # --- a batch's lines, checked in DuckDB ------------------------------------------------------
-
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 
 
 def _bounds(text: bytes) -> np.ndarray:
@@ -367,28 +374,14 @@ def _judge_lines(
     wanted: frozenset[type[Event]],
 ) -> None:
     """The verdicts on ``lines``, the lines of indexes ``first`` on, one line at a time."""
-    decode = DECODER.decode
+    events, valid, rejected = _decode_each(rel, lines, first + 1)
+    verdicts.rejected += rejected
     at: slice | list[int]
-    try:
-        events = [decode(line) for line in lines]
-        at, valid = slice(first, first + len(lines)), lines
-    except _DECODE_ERRORS:
-        # Some line is bad (or blank): find it (and every other) line by line.
-        at, events, valid = [], [], []
-        for i, line in enumerate(lines, first):
-            if not line.strip():
-                continue
-            try:
-                event = decode(line)
-            except _DECODE_ERRORS as exc:
-                verdicts.rejected.append(
-                    Rejected(rel, i + 1, rejection_reason(exc), _excerpt(line))
-                )
-            else:
-                at.append(i)
-                events.append(event)
-                valid.append(line)
-    canonical = list(map(operator.eq, map(ENCODER.encode, events), valid))
+    if valid is None:
+        at, spelt = slice(first, first + len(lines)), lines
+    else:
+        at, spelt = [first + i for i in valid], [lines[i] for i in valid]
+    canonical = list(map(operator.eq, map(ENCODER.encode, events), spelt))
     verdicts.record(at, events, canonical, wanted)
 
 
@@ -626,7 +619,7 @@ def load_batch(
     ).fetchall():
         lines = batch.files[index]
         events = by_file.setdefault(index, FileEvents(lines.rel, lines.raw_sensor))
-        _decode_line(events, batch.line(index, number), number)
+        _decode_chunk(events, batch.line(index, number), number)
     slow += by_file.values()
     rejected += [r for f in slow for r in f.rejected]
     rejected += [Rejected(rel, 0, why, "") for rel, why in problems.items()]
