@@ -17,7 +17,7 @@ import pytest
 from spampot import contract
 from spampot.analysis.ingest import EVENT_COLUMNS, TABLES
 from spampot.analysis.sql import load_sql
-from spampot.sensor.events import Clock, EventBuffer, UndeclaredEvent
+from spampot.sensor.events import Clock, EventBuffer, UndeclaredEvent, spelt_line
 
 BASE = {
     "session": "abc",
@@ -109,6 +109,11 @@ def test_a_real_sensor_writes_every_declared_event_and_each_matches_the_contract
         gzip.decompress(p.read_bytes())
         for p in sorted((sensor.data_dir / "spool" / "events").glob("*.jsonl.gz"))
     )
+    # Each line (written from the contract's struct) is the field-by-field spelling exactly.
+    for line in lines.splitlines(keepends=True):
+        given = json.loads(line)
+        name = given.pop("eventid").removeprefix(contract.PREFIX)
+        assert spelt_line(name, given) == line
     decoded = contract.DECODER.decode_lines(lines)
     (message,) = [e for e in decoded if isinstance(e, contract.SmtpMessage)]
     assert message.rcpt_to == ["v@example.org", "w@example.net"]

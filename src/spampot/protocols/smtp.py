@@ -343,6 +343,7 @@ class SmtpServer:
         "_max_line",
         "_msg",
         "_msg_oversize",
+        "_need_helo",
         "_nonmail",
         "_once_used",
         "_out",
@@ -404,6 +405,9 @@ class SmtpServer:
         self._known = _known_verbs(dialect)
         # Verbs that take no argument: one given goes through the full dispatcher.
         self._checked = _checked_verbs(dialect)
+        self.require_helo = require_helo or dialect.helo_required
+        # Verbs refused before HELO (_dispatch says how): the greeting's EHLO runs inline.
+        self._need_helo = _need_helo_verbs(dialect, self.require_helo)
         self._replies = _static_replies(dialect)
         # Errors at which the session ends before the next command (0 = no limit).
         hard = 0 if dialect.error_limit_style == "continue" else dialect.hard_error_limit
@@ -412,7 +416,6 @@ class SmtpServer:
         # Errors from which every reply waits error_delay (Postfix's smtpd_soft_error_limit).
         soft = dialect.soft_error_limit
         self._soft_at = soft if soft and dialect.error_delay > 0 else 1 << 62
-        self.require_helo = require_helo or dialect.helo_required
         # The adapter gives an RFC 5322 date in UTC; some servers write the zone by name.
         if dialect.date_zone and date.endswith(" +0000"):
             date = date[:-5] + dialect.date_zone
@@ -822,8 +825,8 @@ class SmtpServer:
                     if (
                         handler is not None
                         and upper in self._known
-                        and self.state is not State.GREETED
                         and not (arg and upper in self._checked)
+                        and (self.state is not State.GREETED or upper not in self._need_helo)
                     ):
                         handler(self, arg, line, events)
                         return
@@ -1410,6 +1413,12 @@ def _watched(dialect: SmtpDialect) -> frozenset[bytes]:
     if dialect.nonmail_limit:
         names |= set(dialect.nonmail_commands) | {c for g in dialect.nonmail_once for c in g}
     return frozenset(n.encode() for n in names)
+
+
+@functools.lru_cache(maxsize=64)
+def _need_helo_verbs(dialect: SmtpDialect, require_helo: bool) -> frozenset[bytes]:
+    verbs = {v.encode() for v in dialect.helo_first}
+    return frozenset(verbs | {b"MAIL"} if require_helo else verbs)
 
 
 @functools.lru_cache(maxsize=64)

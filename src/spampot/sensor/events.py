@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spampot.contract import ENCODER, EXTRA_FIELDS, FIELD_ORDER, PREFIX, REQUIRED
+from spampot.contract import BY_NAME, ENCODER, EXTRA_FIELDS, FIELD_ORDER, PREFIX, REQUIRED
 from spampot.layout import (
     CURRENT_EVENTS_NAME,
     ROTATING_EVENTS_NAME,
@@ -54,11 +54,28 @@ def encode_line(record: dict[str, Any]) -> bytes:
     except UnicodeEncodeError:  # a lone surrogate (only a client string can hold one)
         text = _DISGUISING.sub(_escape_disguising, _dumps(record))
         return text.encode("utf-8", "backslashreplace") + b"\n"
+    return _line(data)
+
+
+def _line(data: bytes) -> bytes:
     if not data.isascii():
         text = data.decode("utf-8")
         if _DISGUISING.search(text) is not None:
             data = _DISGUISING.sub(_escape_disguising, text).encode("utf-8")
     return data + b"\n"
+
+
+def spelt_line(eventid: str, given: dict[str, Any]) -> bytes:
+    """The line of one event built field by field in the contract's order, every field present
+    (its default where none was given): one spelling per event, the one the ingest checks
+    fastest. A required field left out stays out (the ingest quarantines the line: nothing is
+    made up)."""
+    record: dict[str, Any] = {"eventid": PREFIX + eventid}
+    for name, default in FIELD_ORDER[eventid]:
+        value = given.get(name, default)
+        if value is not REQUIRED:
+            record[name] = value
+    return encode_line(record)
 
 
 class UndeclaredEvent(ValueError):
@@ -149,16 +166,24 @@ class EventBuffer:
                 else f"fields {undeclared} of {eventid!r} are not in spampot.contract"
             )
         _, ts = self.clock.now()
+        try:
+            # The contract's struct writes the contract's spelling (fields in order, every
+            # default), in half the time of a dict built field by field. The timestamp goes
+            # in as the string the sensor writes (always microseconds, "Z"), not a datetime.
+            event = BY_NAME[eventid](
+                timestamp=ts,  # type: ignore[arg-type]
+                sensor=self.sensor,
+                message=message,
+                **base,
+                **fields,
+            )
+            return _line(_encode(event))
+        except (TypeError, UnicodeEncodeError):
+            # A required field not given (it stays out: the ingest quarantines the line,
+            # nothing is made up), or a lone surrogate: spelt field by field.
+            pass
         given = {"timestamp": ts, "sensor": self.sensor, **base, "message": message, **fields}
-        # The contract's order, every field present (its default where none was given): one
-        # spelling per event, the one the ingest checks fastest. A required field left out
-        # stays out (the ingest quarantines the line: nothing is made up).
-        record: dict[str, Any] = {"eventid": PREFIX + eventid}
-        for name, default in FIELD_ORDER[eventid]:
-            value = given.get(name, default)
-            if value is not REQUIRED:
-                record[name] = value
-        return encode_line(record)
+        return spelt_line(eventid, given)
 
     def emit(self, eventid: str, base: dict[str, Any], message: str, **fields: Any) -> None:
         self._pending += self.encode(eventid, base, message, **fields)
