@@ -354,10 +354,12 @@ class SmtpServer:
         "_slow_counts",
         "_slow_index",
         "_soft_at",
+        "_split_long",
         "_txn",
         "_unknown",
         "_wait",
         "_watch",
+        "_watch_heads",
         "auth_offer",
         "client_ip",
         "closing",
@@ -402,6 +404,7 @@ class SmtpServer:
         cap = self.limits.message_cap
         self._size_limit = min(self._advertised, cap) if self._advertised else cap
         self._max_line = self.limits.max_line or dialect.line_length_limit
+        self._split_long = dialect.long_line == "split"  # Exim's: a full buffer is a command
         self._known = _known_verbs(dialect)
         # Verbs that take no argument: one given goes through the full dispatcher.
         self._checked = _checked_verbs(dialect)
@@ -463,6 +466,7 @@ class SmtpServer:
         self._slow_index = _slow_index(dialect)
         self._junk_verbs = _verbs(dialect.junk_commands)
         self._watch = _watched(dialect)
+        self._watch_heads = _heads(self._watch)
         self._wait = 0.0  # a delay the next reply waits (a slowdown), taken by _send()
         self._early = False  # the client talked before the banner (banner_early)
         self._bare_lf = 0  # LFs without a CR before them in the BDAT bytes so far
@@ -528,6 +532,7 @@ class SmtpServer:
             self._early = True
             self._held = [self._say("banner_early")]
             self._watch = self._watch | self._known
+            self._watch_heads = _heads(self._watch)
         if self._skip:
             skipped = min(self._skip, len(data))
             self._skip -= skipped
@@ -632,6 +637,9 @@ class SmtpServer:
         slowdown). The replies queued since the input was last read are held with it: a real
         server flushes its output only when it waits for input, so a client that pipelined
         sees none of them before the delay is over."""
+        if not (self._wait or self.delay or self._errors >= self._soft_at):
+            self._out.append(reply)  # the usual case: no delay of any kind
+            return
         wait = self._wait
         if self._errors >= self._soft_at:
             wait = max(wait, self.dialect.error_delay)
@@ -677,7 +685,7 @@ class SmtpServer:
             if self.state in _NOT_READING_COMMANDS:
                 return
             nl = self._buf.find(b"\n")
-            if self.dialect.long_line == "split" and (
+            if self._split_long and (
                 nl > self._max_line or (nl < 0 and len(self._buf) > self._max_line)
             ):
                 self._split_piece(events)
@@ -749,9 +757,16 @@ class SmtpServer:
 
     def _command(self, line: bytes, events: list[SmtpEvent]) -> None:
         """One command line: dispatched, and any ProtocolError answered here (the one place)."""
-        verb = b""
-        if self._watch and self.state is not State.AUTH:
-            # A persona that counts some commands (slowdowns, junk, nonmail, early talker).
+        if (
+            self._watch
+            and self.state is not State.AUTH
+            # A line whose first four bytes start no watched verb (and no blank before the
+            # verb) names none: most commands skip the split below.
+            and (self._watch_heads is None or line[:4].upper() in self._watch_heads
+                 or line[:1].isspace())
+        ):  # fmt: skip
+            # A persona that counts some commands (slowdowns, junk, nonmail, early talker);
+            # the others have nothing to count before or after (only these set _wait).
             head = line[:9].split(None, 1)
             verb = head[0].upper() if head else b""
             if verb in self._watch:
@@ -760,11 +775,11 @@ class SmtpServer:
                 except ProtocolError as err:
                     err.raw = line[:RAW_LIMIT]
                     self._error(err, events)
-                    self._after_command(verb)
-                    return
+                else:
+                    self._dispatch_command(line, events)
+                self._after_command(verb)
+                return
         self._dispatch_command(line, events)
-        if verb:
-            self._after_command(verb)
 
     def _before_command(self, verb: bytes, line: bytes, events: list[SmtpEvent]) -> None:
         """Counts kept before a command runs; a refusal is raised as a ProtocolError."""
@@ -1419,6 +1434,14 @@ def _watched(dialect: SmtpDialect) -> frozenset[bytes]:
 def _need_helo_verbs(dialect: SmtpDialect, require_helo: bool) -> frozenset[bytes]:
     verbs = {v.encode() for v in dialect.helo_first}
     return frozenset(verbs | {b"MAIL"} if require_helo else verbs)
+
+
+@functools.lru_cache(maxsize=64)
+def _heads(verbs: frozenset[bytes]) -> frozenset[bytes] | None:
+    """The first four bytes of each verb; None if one is shorter (then no shortcut)."""
+    if any(len(v) < 4 for v in verbs):
+        return None
+    return frozenset(v[:4] for v in verbs)
 
 
 @functools.lru_cache(maxsize=64)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = ["ADDRESS_REPLY_KEYS", "Fault", "Path", "check_path", "sender_refused_at_rcpt"]
 
@@ -63,9 +64,9 @@ ADDRESS_REPLY_KEYS = frozenset(
 ADDRESS_SYNTAXES = frozenset({"plain", "postfix", "exim", "sendmail"})
 
 
-@dataclass(frozen=True, slots=True)
-class Path:
-    """A path the server takes: the address (no brackets) and the ESMTP parameters."""
+class Path(NamedTuple):
+    """A path the server takes: the address (no brackets) and the ESMTP parameters. (A tuple:
+    every MAIL and RCPT makes one, and a tuple is made in a fraction of a dataclass's time.)"""
 
     address: bytes
     params: bytes

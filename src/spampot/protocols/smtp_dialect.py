@@ -437,9 +437,10 @@ def render(template: str, limit: int = 200, **values: object) -> bytes:
     static = _static(template)
     if static is not None:
         return static
-    filled = tuple((n, str(values.get(n, ""))) for n in _names(template))
-    if any(len(v) > _CACHED_VALUE for _, v in filled):
-        return _fill(template, filled, limit)
+    filled = tuple([(n, str(values.get(n, ""))) for n in _names(template)])
+    for _, value in filled:
+        if len(value) > _CACHED_VALUE:
+            return _fill(template, filled, limit)
     return _filled(template, filled, limit)
 
 
