@@ -48,7 +48,7 @@ class Target:
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
-def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start `cmd` in its own session (so its whole process group can be stopped)."""
     with open(log, "wb") as out:
         return subprocess.Popen(
@@ -57,6 +57,7 @@ def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=env,
         )
 
 

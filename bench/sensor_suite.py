@@ -112,6 +112,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--http-port", type=int, default=12580)
     p.add_argument("--socks-port", type=int, default=12581)
     p.add_argument("--sink-port", type=int, default=12526)
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="SRC",
+        help="the src/ directory of another spampot checkout (e.g. the code before a change):"
+        " its sensor is one more direct target, spampot-baseline, in the same rounds",
+    )
+    p.add_argument("--baseline-port", type=int, default=13525, help="and the next two")
     p.add_argument("--json-out", type=Path)
     args = p.parse_args(argv)
     require_loopback(args.host)
@@ -140,6 +148,18 @@ def main(argv: list[str] | None = None) -> int:
             Target("spampot-http", ports["http"], "http", [sensor.pid], sensor),
         ]
         wait_ready(targets[0], args.host, 30, log)
+        if args.baseline:
+            b = args.baseline_port
+            b_config = work / "baseline.toml"
+            sensor_config(b_config, base / "data-baseline", {"smtp": b, "http": b + 1,
+                          "socks": b + 2}, args.workers)  # fmt: skip
+            b_cmd = [sys.executable, "-m", "spampot", "sensor", "--config", str(b_config)]
+            b_env = {**os.environ, "PYTHONPATH": str(args.baseline.resolve())}
+            b_log = work / "baseline.log"
+            b_proc = start(b_cmd, b_log, env=b_env)
+            stack.callback(stop, b_proc)
+            targets.append(Target("spampot-baseline", b, "direct", [b_proc.pid], b_proc))
+            wait_ready(targets[-1], args.host, 30, b_log)
         if Path(args.sink_bin).exists():
             sink_cmd = [args.sink_bin, "-m", str(max(256, 2 * args.concurrency))]
             sink_cmd += ["-u", "nobody"] * (os.geteuid() == 0)
@@ -163,20 +183,33 @@ def main(argv: list[str] | None = None) -> int:
             "concurrency": args.concurrency,
             "workers": args.workers,
             "fresh_fs": args.fresh_fs,
+            "baseline": str(args.baseline) if args.baseline else None,
             "medians": {t.name: medians(t) for t in targets},
         }
         m = result["medians"]
         direct = m["spampot"]["msgs_per_s"]
+        sink_rate = m.get("smtp-sink", {}).get("msgs_per_s")
         result["ratios"] = {
-            "spampot/smtp-sink": ratio(direct, m.get("smtp-sink", {}).get("msgs_per_s")),
+            "spampot/smtp-sink": ratio(direct, sink_rate),
             "socks5/direct": ratio(m["spampot-socks5"]["msgs_per_s"], direct),
             "http/direct": ratio(m["spampot-http"]["msgs_per_s"], direct),
         }
-        if len(targets) == 4:  # the same run's ratio, run by run (smtp-sink is targets[0])
+        by_name = {t.name: t for t in targets}
+        if "spampot-baseline" in m:
+            theirs = m["spampot-baseline"]["msgs_per_s"]
+            result["ratios"]["baseline/smtp-sink"] = ratio(theirs, sink_rate)
+            result["ratios"]["spampot/baseline"] = ratio(direct, theirs)
+        if "smtp-sink" in by_name:  # the same run's ratio, run by run
+            sink_runs = by_name["smtp-sink"].runs
             result["per_run_ratios"] = [
                 ratio(ours["msgs_per_s"], sink["msgs_per_s"])
-                for sink, ours in zip(targets[0].runs, targets[1].runs, strict=True)
+                for sink, ours in zip(sink_runs, by_name["spampot"].runs, strict=True)
             ]
+            if "spampot-baseline" in by_name:
+                result["per_run_baseline_ratios"] = [
+                    ratio(run["msgs_per_s"], sink["msgs_per_s"])
+                    for sink, run in zip(sink_runs, by_name["spampot-baseline"].runs, strict=True)
+                ]
         if args.idle:
             result["idle"] = {}
             for mode, port in (("smtp", "smtp"), ("socks5", "socks")):
@@ -193,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<20} {value}")
     if "per_run_ratios" in result:
         print(f"{'per run':<20} {result['per_run_ratios']}")
+    if "per_run_baseline_ratios" in result:
+        print(f"{'baseline per run':<20} {result['per_run_baseline_ratios']}")
     print(f"load average {result['loadavg_before']} before, {result['loadavg_after']} after")
     for mode, r in result.get("idle", {}).items():
         probe = r.get("probe") or {}
