@@ -359,7 +359,6 @@ class SmtpServer:
         "_unknown",
         "_wait",
         "_watch",
-        "_watch_heads",
         "auth_offer",
         "client_ip",
         "closing",
@@ -466,7 +465,6 @@ class SmtpServer:
         self._slow_index = _slow_index(dialect)
         self._junk_verbs = _verbs(dialect.junk_commands)
         self._watch = _watched(dialect)
-        self._watch_heads = _heads(self._watch)
         self._wait = 0.0  # a delay the next reply waits (a slowdown), taken by _send()
         self._early = False  # the client talked before the banner (banner_early)
         self._bare_lf = 0  # LFs without a CR before them in the BDAT bytes so far
@@ -532,7 +530,6 @@ class SmtpServer:
             self._early = True
             self._held = [self._say("banner_early")]
             self._watch = self._watch | self._known
-            self._watch_heads = _heads(self._watch)
         if self._skip:
             skipped = min(self._skip, len(data))
             self._skip -= skipped
@@ -756,30 +753,44 @@ class SmtpServer:
             self._error(self._fail("line_too_long", "line too long", head), events)
 
     def _command(self, line: bytes, events: list[SmtpEvent]) -> None:
-        """One command line: dispatched, and any ProtocolError answered here (the one place)."""
-        if (
-            self._watch
-            and self.state is not State.AUTH
-            # A line whose first four bytes start no watched verb (and no blank before the
-            # verb) names none: most commands skip the split below.
-            and (self._watch_heads is None or line[:4].upper() in self._watch_heads
-                 or line[:1].isspace())
-        ):  # fmt: skip
-            # A persona that counts some commands (slowdowns, junk, nonmail, early talker);
-            # the others have nothing to count before or after (only these set _wait).
-            head = line[:9].split(None, 1)
-            verb = head[0].upper() if head else b""
-            if verb in self._watch:
-                try:
-                    self._before_command(verb, line, events)
-                except ProtocolError as err:
-                    err.raw = line[:RAW_LIMIT]
-                    self._error(err, events)
+        """One command line: dispatched, and any ProtocolError answered here (the one place).
+
+        The verb is the line's first word, as the servers read it (Postfix skips blanks
+        before it); a persona that counts it (slowdowns, junk, nonmail, early talker) counts
+        before and after it runs. The common case, a known verb with nothing odd, runs inline.
+        """
+        if self.state is State.AUTH:
+            try:
+                self._auth_response(line, events)
+            except ProtocolError as err:
+                err.raw = line[:RAW_LIMIT]
+                self._error(err, events)
+            return
+        words = line.split(None, 1)
+        upper = words[0].upper() if words else b""
+        watched = upper in self._watch
+        try:
+            if watched:
+                self._before_command(upper, line, events)
+            if words and line.isascii() and b"\0" not in line:
+                handler = _COMMANDS.get(upper)
+                arg = words[1].strip(b" \t") if len(words) > 1 else b""
+                if (
+                    handler is not None
+                    and upper in self._known
+                    and not (arg and upper in self._checked)
+                    and (self.state is not State.GREETED or upper not in self._need_helo)
+                ):
+                    handler(self, arg, line, events)
                 else:
-                    self._dispatch_command(line, events)
-                self._after_command(verb)
-                return
-        self._dispatch_command(line, events)
+                    self._dispatch(line, events)
+            else:
+                self._dispatch(line, events)
+        except ProtocolError as err:
+            err.raw = line[:RAW_LIMIT]  # what the client sent, before any cut at a NUL
+            self._error(err, events)
+        if watched:
+            self._after_command(upper)
 
     def _before_command(self, verb: bytes, line: bytes, events: list[SmtpEvent]) -> None:
         """Counts kept before a command runs; a refusal is raised as a ProtocolError."""
@@ -824,31 +835,6 @@ class SmtpServer:
             if self._junk > self.dialect.junk_command_limit:
                 self._errors += 1
             self._junk += 1
-
-    def _dispatch_command(self, line: bytes, events: list[SmtpEvent]) -> None:
-        try:
-            if self.state is State.AUTH:
-                self._auth_response(line, events)
-                return
-            # The common case inline (a known verb, nothing odd): one call less per command.
-            if line.isascii() and b"\0" not in line:
-                words = line.split(None, 1)
-                if words:
-                    upper = words[0].upper()
-                    handler = _COMMANDS.get(upper)
-                    arg = words[1].strip(b" \t") if len(words) > 1 else b""
-                    if (
-                        handler is not None
-                        and upper in self._known
-                        and not (arg and upper in self._checked)
-                        and (self.state is not State.GREETED or upper not in self._need_helo)
-                    ):
-                        handler(self, arg, line, events)
-                        return
-            self._dispatch(line, events)
-        except ProtocolError as err:
-            err.raw = line[:RAW_LIMIT]  # what the client sent, before any cut at a NUL
-            self._error(err, events)
 
     def _error(self, err: ProtocolError, events: list[SmtpEvent]) -> None:
         """The one place a client's fault is answered, logged and counted."""
@@ -1434,14 +1420,6 @@ def _watched(dialect: SmtpDialect) -> frozenset[bytes]:
 def _need_helo_verbs(dialect: SmtpDialect, require_helo: bool) -> frozenset[bytes]:
     verbs = {v.encode() for v in dialect.helo_first}
     return frozenset(verbs | {b"MAIL"} if require_helo else verbs)
-
-
-@functools.lru_cache(maxsize=64)
-def _heads(verbs: frozenset[bytes]) -> frozenset[bytes] | None:
-    """The first four bytes of each verb; None if one is shorter (then no shortcut)."""
-    if any(len(v) < 4 for v in verbs):
-        return None
-    return frozenset(v[:4] for v in verbs)
 
 
 @functools.lru_cache(maxsize=64)
