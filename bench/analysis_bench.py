@@ -284,23 +284,11 @@ def bench_ingest(work: Path, n_events: int, runs: int, compare_python: str | Non
         "bare": lambda wh: [sys.executable, __file__, "_bare_ingest", str(raw), str(wh)],
     }
     if compare_python:
-        variants["compared"] = lambda wh: [
-            compare_python,
-            "-m",
-            "spampot",
-            *ingest_args,
-            "--warehouse",
-            str(wh),
-        ]
+        other = [compare_python, "-m", "spampot", *ingest_args]
+        variants["compared"] = lambda wh: [*other, "--warehouse", str(wh)]
         variants["compared_no_content"] = lambda wh: [
-            compare_python,
-            "-m",
-            "spampot",
-            *ingest_args,
-            "--no-content",
-            "--warehouse",
-            str(wh),
-        ]
+            *other, "--no-content", "--warehouse", str(wh)
+        ]  # fmt: skip
     results: dict[str, list[dict]] = {name: [] for name in variants}
     for i in range(runs):
         for name, command in variants.items():

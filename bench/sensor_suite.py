@@ -200,16 +200,14 @@ def main(argv: list[str] | None = None) -> int:
             result["ratios"]["baseline/smtp-sink"] = ratio(theirs, sink_rate)
             result["ratios"]["spampot/baseline"] = ratio(direct, theirs)
         if "smtp-sink" in by_name:  # the same run's ratio, run by run
-            sink_runs = by_name["smtp-sink"].runs
-            result["per_run_ratios"] = [
-                ratio(ours["msgs_per_s"], sink["msgs_per_s"])
-                for sink, ours in zip(sink_runs, by_name["spampot"].runs, strict=True)
-            ]
+
+            def per_run(name: str) -> list[float | None]:
+                pairs = zip(by_name["smtp-sink"].runs, by_name[name].runs, strict=True)
+                return [ratio(run["msgs_per_s"], sink["msgs_per_s"]) for sink, run in pairs]
+
+            result["per_run_ratios"] = per_run("spampot")
             if "spampot-baseline" in by_name:
-                result["per_run_baseline_ratios"] = [
-                    ratio(run["msgs_per_s"], sink["msgs_per_s"])
-                    for sink, run in zip(sink_runs, by_name["spampot-baseline"].runs, strict=True)
-                ]
+                result["per_run_baseline_ratios"] = per_run("spampot-baseline")
         if args.idle:
             result["idle"] = {}
             for mode, port in (("smtp", "smtp"), ("socks5", "socks")):

@@ -408,7 +408,8 @@ class SmtpServer:
         # Verbs that take no argument: one given goes through the full dispatcher.
         self._checked = _checked_verbs(dialect)
         self.require_helo = require_helo or dialect.helo_required
-        # Verbs refused before HELO (_dispatch says how): the greeting's EHLO runs inline.
+        # Verbs refused before HELO (helo_first, MAIL where HELO is required; _dispatch says
+        # how): every other verb, the greeting's EHLO first, runs inline.
         self._need_helo = _need_helo_verbs(dialect, self.require_helo)
         self._replies = _static_replies(dialect)
         # Errors at which the session ends before the next command (0 = no limit).
@@ -889,9 +890,7 @@ class SmtpServer:
             return
         arg = words[1].strip(b" \t") if len(words) > 1 else b""
         verb = _ascii(upper)
-        if self.state is State.GREETED and (
-            verb in dialect.helo_first or (upper == b"MAIL" and self.require_helo)
-        ):
+        if self.state is State.GREETED and upper in self._need_helo:
             key = f"{verb.lower()}_need_helo"
             raise self._fail(key if key in dialect.replies else "need_helo", "no HELO", line)
         if arg and verb in dialect.no_argument:
