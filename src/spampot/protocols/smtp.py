@@ -24,6 +24,7 @@ import enum
 import functools
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from spampot.protocols.common import (
     RAW_LIMIT,
@@ -32,7 +33,7 @@ from spampot.protocols.common import (
     decode_client,
     reply_text,
 )
-from spampot.protocols.smtp_address import Fault, Path, check_path, sender_refused_at_rcpt
+from spampot.protocols.smtp_address import Fault, check_path, sender_refused_at_rcpt
 from spampot.protocols.smtp_dialect import SmtpDialect, _static, render
 
 __all__ = [
@@ -396,29 +397,25 @@ class SmtpServer:
         # replies, so it must not carry a line end or anything but printable ASCII.
         self.hostname = reply_text(hostname, 255)
         self.dialect = dialect
-        self.limits = limits or SmtpLimits()
-        # What EHLO's SIZE says and MAIL's SIZE= is checked against (0: no limit named),
-        # and what a message may hold here: that, and never more than the sensor's cap.
-        self._advertised = self.limits.max_message_size or dialect.message_size_limit
-        cap = self.limits.message_cap
-        self._size_limit = min(self._advertised, cap) if self._advertised else cap
-        self._max_line = self.limits.max_line or dialect.line_length_limit
-        self._split_long = dialect.long_line == "split"  # Exim's: a full buffer is a command
-        self._known = _known_verbs(dialect)
-        # Verbs that take no argument: one given goes through the full dispatcher.
-        self._checked = _checked_verbs(dialect)
-        self.require_helo = require_helo or dialect.helo_required
-        # Verbs refused before HELO (helo_first, MAIL where HELO is required; _dispatch says
-        # how): every other verb, the greeting's EHLO first, runs inline.
-        self._need_helo = _need_helo_verbs(dialect, self.require_helo)
-        self._replies = _static_replies(dialect)
-        # Errors at which the session ends before the next command (0 = no limit).
-        hard = 0 if dialect.error_limit_style == "continue" else dialect.hard_error_limit
-        caps = [x for x in (hard, self.limits.max_errors) if x]
-        self._hard_at = min(caps) if caps else 1 << 62
-        # Errors from which every reply waits error_delay (Postfix's smtpd_soft_error_limit).
-        soft = dialect.soft_error_limit
-        self._soft_at = soft if soft and dialect.error_delay > 0 else 1 << 62
+        self.limits = limits = limits or _DEFAULT_LIMITS
+        # What follows from the persona and the limits alone is worked out once for every
+        # session that shares them (_Setup says what each is).
+        (
+            self._advertised,
+            self._size_limit,
+            self._max_line,
+            self._split_long,
+            self._known,
+            self._checked,
+            self.require_helo,
+            self._need_helo,
+            self._replies,
+            self._hard_at,
+            self._soft_at,
+            self._slow_index,
+            self._junk_verbs,
+            self._watch,
+        ) = _setup(dialect, limits, require_helo)
         # The adapter gives an RFC 5322 date in UTC; some servers write the zone by name.
         if dialect.date_zone and date.endswith(" +0000"):
             date = date[:-5] + dialect.date_zone
@@ -463,9 +460,6 @@ class SmtpServer:
         # Immutable while unused (most personas never use them): no set or list per session.
         self._once_used = _NONE_USED
         self._slow_counts: tuple[int, ...] = (0,) * len(dialect.slowdowns)
-        self._slow_index = _slow_index(dialect)
-        self._junk_verbs = _verbs(dialect.junk_commands)
-        self._watch = _watched(dialect)
         self._wait = 0.0  # a delay the next reply waits (a slowdown), taken by _send()
         self._early = False  # the client talked before the banner (banner_early)
         self._bare_lf = 0  # LFs without a CR before them in the BDAT bytes so far
@@ -982,7 +976,7 @@ class SmtpServer:
             raise self._fail(
                 "bad_sender", "bad sender address", line, arg=decode_client(parsed.strip())
             )
-        address, params = path.address, path.params
+        address, params = path
         self._check_params(params, self.dialect.mail_params, "bad_mail_param", address, line)
         if self.messages >= self.limits.max_messages:
             events.append(Rejected("mail", 450, "messages"))
@@ -1008,18 +1002,17 @@ class SmtpServer:
         else:
             self._reply("mail_ok", address=sender, path=_as_written(parsed, params))
 
-    def _path(self, role: str, parsed: bytes, line: bytes) -> Path | None:
+    def _path(self, role: str, parsed: bytes, line: bytes) -> tuple[bytes, bytes] | None:
         """The path and parameters after FROM:/TO:, read as the persona reads them; its
         refusal raised as a ProtocolError in the persona's words."""
         split = split_path(parsed)
-        plain = None if split is None else Path(*split)
-        style = self.dialect.address_syntax
-        if style == "plain":
-            return plain
         dialect = self.dialect
+        style = dialect.address_syntax
+        if style == "plain":
+            return split
         known = dialect.mail_params if role == "mail" else dialect.rcpt_params
         result = check_path(
-            style, role, parsed, plain, esmtp=self._esmtp, params=known, host=self.hostname
+            style, role, parsed, split, esmtp=self._esmtp, params=known, host=self.hostname
         )
         if isinstance(result, Fault):
             fields = {k: decode_client(v) for k, v in result.fields.items()}
@@ -1075,11 +1068,11 @@ class SmtpServer:
                 "rcpt_syntax", "bad RCPT syntax", line, arg=decode_client(arg), keyword=_word(arg)
             )
         path = self._path("rcpt", parsed, line)
-        if path is None or not path.address:
+        if path is None or not path[0]:
             raise self._fail(
                 "bad_recipient", "bad recipient address", line, arg=decode_client(parsed.strip())
             )
-        address, params = path.address, path.params
+        address, params = path
         self._check_params(params, self.dialect.rcpt_params, "bad_rcpt_param", address, line)
         style = self.dialect.address_syntax
         if style != "exim" and self._local_user_refused(address):  # Exim's: smtp_address
@@ -1398,6 +1391,62 @@ def _ascii(verb: bytes) -> str:
 @functools.lru_cache(maxsize=64)
 def _verbs(names: tuple[str, ...]) -> frozenset[bytes]:
     return frozenset(n.encode() for n in names)
+
+
+class _Setup(NamedTuple):
+    """What a session's machine derives from its persona and limits alone."""
+
+    #: What EHLO's SIZE says and MAIL's SIZE= is checked against (0: no limit named).
+    advertised: int
+    #: What a message may hold here: that, and never more than the sensor's cap.
+    size_limit: int
+    max_line: int
+    #: Exim's: a full buffer is a command.
+    split_long: bool
+    known: frozenset[bytes]
+    #: Verbs that take no argument: one given goes through the full dispatcher.
+    checked: frozenset[bytes]
+    require_helo: bool
+    #: Verbs refused before HELO (helo_first, MAIL where HELO is required; _dispatch says
+    #: how): every other verb, the greeting's EHLO first, runs inline.
+    need_helo: frozenset[bytes]
+    replies: dict[str, bytes]
+    #: Errors at which the session ends before the next command (1 << 62: no limit).
+    hard_at: int
+    #: Errors from which every reply waits error_delay (Postfix's smtpd_soft_error_limit).
+    soft_at: int
+    slow_index: dict[bytes, int]
+    junk_verbs: frozenset[bytes]
+    watch: frozenset[bytes]
+
+
+_DEFAULT_LIMITS = SmtpLimits()
+
+
+@functools.lru_cache(maxsize=256)
+def _setup(dialect: SmtpDialect, limits: SmtpLimits, require_helo: bool) -> _Setup:
+    advertised = limits.max_message_size or dialect.message_size_limit
+    cap = limits.message_cap
+    require_helo = require_helo or dialect.helo_required
+    hard = 0 if dialect.error_limit_style == "continue" else dialect.hard_error_limit
+    caps = [x for x in (hard, limits.max_errors) if x]
+    soft = dialect.soft_error_limit
+    return _Setup(
+        advertised=advertised,
+        size_limit=min(advertised, cap) if advertised else cap,
+        max_line=limits.max_line or dialect.line_length_limit,
+        split_long=dialect.long_line == "split",
+        known=_known_verbs(dialect),
+        checked=_checked_verbs(dialect),
+        require_helo=require_helo,
+        need_helo=_need_helo_verbs(dialect, require_helo),
+        replies=_static_replies(dialect),
+        hard_at=min(caps) if caps else 1 << 62,
+        soft_at=soft if soft and dialect.error_delay > 0 else 1 << 62,
+        slow_index=_slow_index(dialect),
+        junk_verbs=_verbs(dialect.junk_commands),
+        watch=_watched(dialect),
+    )
 
 
 @functools.lru_cache(maxsize=64)

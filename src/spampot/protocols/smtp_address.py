@@ -84,12 +84,12 @@ def check_path(
     style: str,
     role: str,
     text: bytes,
-    split: Path | None,
+    split: tuple[bytes, bytes] | None,
     *,
     esmtp: bool,
     params: tuple[str, ...],
     host: str,
-) -> Path | Fault | None:
+) -> tuple[bytes, bytes] | Fault | None:
     """The path after ``FROM:``/``TO:`` (``text``) read as ``style`` reads it.
 
     ``split`` is the generic reading (:func:`~spampot.protocols.smtp.split_path`), used by
@@ -101,19 +101,14 @@ def check_path(
     if split is None:
         return None
     if style == "postfix":
-        return _postfix(role, split)
+        # Postfix: an empty domain is RESOLVE_FLAG_ERROR (here, not in a function of its
+        # own: every MAIL and RCPT of the default persona comes this way).
+        if split[0].endswith(b"@"):
+            return Fault("bad_sender" if role == "mail" else "bad_recipient")
+        return split
     if style == "sendmail":
-        return _sendmail(text.strip(b" \t"), split)
+        return _sendmail(text.strip(b" \t"), Path(*split))
     return split
-
-
-# --- Postfix --------------------------------------------------------------------------------
-
-
-def _postfix(role: str, path: Path) -> Path | Fault:
-    if path.address.endswith(b"@"):  # an empty domain: RESOLVE_FLAG_ERROR
-        return Fault("bad_sender" if role == "mail" else "bad_recipient")
-    return path
 
 
 # --- Sendmail -------------------------------------------------------------------------------

@@ -395,6 +395,8 @@ def _static(text: str) -> bytes | None:
 
 def _wire(text: str) -> bytes:
     """RFC 5321 §4.2.1: every line but the last is "NNN-text", the last "NNN text"."""
+    if "\n" not in text and text[3:4] == " ":  # one line, written as it goes out
+        return (text + "\r\n").encode("ascii", "backslashreplace")
     lines = text.split("\n")
     out = [f"{line[:3]}-{line[4:]}" for line in lines[:-1]]
     last = lines[-1]

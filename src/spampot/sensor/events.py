@@ -114,17 +114,23 @@ class Clock:
             self._tick(second)
         return t, f"{self._prefix}.{int((t - second) * 1_000_000):06d}Z"
 
+    def _this_second(self) -> None:
+        """The second's texts brought up to date (the dates below need no microseconds)."""
+        second = int(time.time())
+        if second != self._second:
+            self._tick(second)
+
     def http_date(self) -> str:
-        self.now()
+        self._this_second()
         return self._http
 
     def mail_date(self) -> str:
-        self.now()
+        self._this_second()
         return self._mail
 
     def spool_stamp(self) -> tuple[str, str]:
         """(``YYYY-MM-DD``, ``HHMMSS``) of this second, for a message's spool path."""
-        self.now()
+        self._this_second()
         prefix = self._prefix
         return prefix[:10], prefix[11:13] + prefix[14:16] + prefix[17:19]
 
@@ -157,6 +163,28 @@ class EventBuffer:
         contract (:mod:`spampot.contract`): an undeclared one raises :class:`UndeclaredEvent`,
         so a new field cannot reach the event files before the ingest knows it.
         """
+        _, ts = self.clock.now()
+        struct = BY_NAME.get(eventid)
+        if struct is not None:
+            try:
+                # The contract's struct writes the contract's spelling (fields in order, every
+                # default), in half the time of a dict built field by field. The timestamp
+                # goes in as the string the sensor writes (always microseconds, "Z"), not a
+                # datetime.
+                event = struct(
+                    timestamp=ts,  # type: ignore[arg-type]
+                    sensor=self.sensor,
+                    message=message,
+                    **base,
+                    **fields,
+                )
+                return _line(_encode(event))
+            except (TypeError, UnicodeEncodeError):
+                # An undeclared field (refused below), a required field not given (it stays
+                # out: the ingest quarantines the line, nothing is made up), or a lone
+                # surrogate: spelt field by field.
+                pass
+        # Checked here, off the common path: a struct takes its declared fields only.
         allowed = EXTRA_FIELDS.get(eventid)
         if allowed is None or not fields.keys() <= allowed:
             undeclared = sorted(fields.keys() - (allowed or frozenset()))
@@ -165,23 +193,6 @@ class EventBuffer:
                 if allowed is None
                 else f"fields {undeclared} of {eventid!r} are not in spampot.contract"
             )
-        _, ts = self.clock.now()
-        try:
-            # The contract's struct writes the contract's spelling (fields in order, every
-            # default), in half the time of a dict built field by field. The timestamp goes
-            # in as the string the sensor writes (always microseconds, "Z"), not a datetime.
-            event = BY_NAME[eventid](
-                timestamp=ts,  # type: ignore[arg-type]
-                sensor=self.sensor,
-                message=message,
-                **base,
-                **fields,
-            )
-            return _line(_encode(event))
-        except (TypeError, UnicodeEncodeError):
-            # A required field not given (it stays out: the ingest quarantines the line,
-            # nothing is made up), or a lone surrogate: spelt field by field.
-            pass
         given = {"timestamp": ts, "sensor": self.sensor, **base, "message": message, **fields}
         return spelt_line(eventid, given)
 
