@@ -1383,3 +1383,21 @@ def test_nothing_after_closing_even_data():
     assert c.server.closing
     for data in (b"EHLO x\r\n", b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n", b"\n"):
         assert c.send(data) == ([], b"")
+
+
+def test_the_setup_shared_by_sessions_lands_on_the_attributes_it_names():
+    """SmtpServer takes what a persona and its limits imply from one cached tuple, unpacked
+    by position: each field must reach the attribute of its own name, for every persona."""
+    from spampot.dialects import available, raw
+    from spampot.protocols.smtp import _setup
+
+    names = [n for n in available() if raw(n).get("kind") == "smtp"]
+    assert "postfix" in names and "exim" in names
+    limits = SmtpLimits(max_line=700, max_message_size=5_000_000, max_errors=7)
+    for name in names:
+        for require_helo in (False, True):
+            server = SmtpServer(HOST, dialect(name), limits, require_helo=require_helo)
+            setup = _setup(dialect(name), limits, require_helo)
+            for field, value in setup._asdict().items():
+                attr = field if field == "require_helo" else f"_{field}"
+                assert getattr(server, attr) == value, (name, field)

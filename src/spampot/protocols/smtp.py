@@ -1388,7 +1388,6 @@ def _ascii(verb: bytes) -> str:
     return verb.decode("ascii", "backslashreplace")
 
 
-@functools.lru_cache(maxsize=64)
 def _verbs(names: tuple[str, ...]) -> frozenset[bytes]:
     return frozenset(n.encode() for n in names)
 
@@ -1425,6 +1424,7 @@ _DEFAULT_LIMITS = SmtpLimits()
 
 @functools.lru_cache(maxsize=256)
 def _setup(dialect: SmtpDialect, limits: SmtpLimits, require_helo: bool) -> _Setup:
+    """The one cache of the helpers below: each is called from here alone."""
     advertised = limits.max_message_size or dialect.message_size_limit
     cap = limits.message_cap
     require_helo = require_helo or dialect.helo_required
@@ -1449,13 +1449,11 @@ def _setup(dialect: SmtpDialect, limits: SmtpLimits, require_helo: bool) -> _Set
     )
 
 
-@functools.lru_cache(maxsize=64)
 def _slow_index(dialect: SmtpDialect) -> dict[bytes, int]:
     """Each slowed-down command's counter (Slowdown) by verb."""
     return {c.encode(): i for i, slow in enumerate(dialect.slowdowns) for c in slow.commands}
 
 
-@functools.lru_cache(maxsize=64)
 def _watched(dialect: SmtpDialect) -> frozenset[bytes]:
     """The verbs a persona counts before or after running them (empty for most)."""
     names = set(dialect.junk_commands) | {c for s in dialect.slowdowns for c in s.commands}
@@ -1464,18 +1462,15 @@ def _watched(dialect: SmtpDialect) -> frozenset[bytes]:
     return frozenset(n.encode() for n in names)
 
 
-@functools.lru_cache(maxsize=64)
 def _need_helo_verbs(dialect: SmtpDialect, require_helo: bool) -> frozenset[bytes]:
     verbs = {v.encode() for v in dialect.helo_first}
     return frozenset(verbs | {b"MAIL"} if require_helo else verbs)
 
 
-@functools.lru_cache(maxsize=64)
 def _checked_verbs(dialect: SmtpDialect) -> frozenset[bytes]:
     return frozenset(v.encode() for v in dialect.no_argument)
 
 
-@functools.lru_cache(maxsize=64)
 def _static_replies(dialect: SmtpDialect) -> dict[str, bytes]:
     """Every reply of the dialect that names no field, rendered once."""
     out = {}
@@ -1486,7 +1481,6 @@ def _static_replies(dialect: SmtpDialect) -> dict[str, bytes]:
     return out
 
 
-@functools.lru_cache(maxsize=64)
 def _known_verbs(dialect: SmtpDialect) -> frozenset[bytes]:
     """The dialect's commands as the upper-case bytes the dispatcher looks up."""
     return frozenset(verb.encode() for verb in dialect.commands)
